@@ -1,0 +1,15 @@
+"""f1lib: F1 regularization (Venkatesh & Zeng) as a small PyTorch library."""
+
+from .config import F1Hyper, Schedule
+from .lp import LPSolution, f1_score, hinge_bounds, hinge_f1_bound, solve_lp
+from .models import FixedFeatures
+from .regularizer import F1Regularizer
+from .train import NonFiniteError, TensorData, batch_order, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "F1Hyper", "F1Regularizer", "FixedFeatures", "LPSolution", "NonFiniteError", "Schedule",
+    "TensorData", "batch_order", "f1_score", "hinge_bounds", "hinge_f1_bound", "solve_lp",
+    "train",
+]

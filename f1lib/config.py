@@ -1,0 +1,90 @@
+"""Hyperparameter defaults, in one place.
+
+The values marked "seed" are the ones the paper states (Sec. 3.1 of
+"F1 Regularization in Computer Vision"); the others belong to the stable
+variant and are documented where they are used (`f1lib.regularizer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+VARIANTS = ("paper", "stable")
+
+
+@dataclass(frozen=True)
+class F1Hyper:
+    """Step sizes and weights of the F1 regularizer.
+
+    beta        weight of the regularizer in the task loss (seed: 1e-3)
+    eta_tau     SGD step size of the per-positive tau table (seed: 0.01)
+    eta_eps     SGD step size of epsilon (seed: 0.01)
+    eta_w       SGD step size of the LP's hyperplane w (and bias b) (seed: 0.01)
+    eta_mu      dual step of mu, paper variant (seed: 1e-5)
+    eta_lambda  dual step of the lambda table, paper variant (seed: 1e-3)
+    eta_gamma   dual step of the gamma table, paper variant (seed: 1e-3)
+    rho         augmented-Lagrangian penalty, which is also the dual step size,
+                stable variant
+    center_momentum  momentum of the running feature mean that centres the
+                score, stable variant
+    """
+
+    beta: float = 1e-3
+    eta_tau: float = 0.01
+    eta_eps: float = 0.01
+    eta_w: float = 0.01
+    eta_mu: float = 1e-5
+    eta_lambda: float = 1e-3
+    eta_gamma: float = 1e-3
+    rho: float = 1.0
+    center_momentum: float = 0.01
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"F1Hyper.{f.name} must be a number, got {value!r}")
+            if not value >= 0:  # also catches NaN
+                raise ValueError(f"F1Hyper.{f.name} must be >= 0, got {value!r}")
+        if not self.rho > 0:
+            raise ValueError(f"F1Hyper.rho must be > 0, got {self.rho!r}")
+        if not self.center_momentum <= 1:
+            raise ValueError(
+                f"F1Hyper.center_momentum must be in [0, 1], got {self.center_momentum!r}"
+            )
+
+    def replace(self, **changes) -> "F1Hyper":
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise ValueError(f"unknown F1Hyper field(s): {sorted(unknown)}")
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Algorithm 1's loop sizes and the model's SGD step (seed: 40 x 600, lr 0.01)."""
+
+    outer: int = 40
+    inner: int = 600
+    batch_size: int = 100
+    lr: float = 0.01
+
+    def __post_init__(self):
+        for name in ("outer", "inner", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Schedule.{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr >= 0):
+            raise ValueError(f"Schedule.lr must be a number >= 0, got {self.lr!r}")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    return variant

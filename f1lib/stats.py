@@ -1,0 +1,24 @@
+"""Means over seeds with 95% intervals: how every number in the book is reported."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval of the mean over independent seeds.
+
+    With one value there is no spread to estimate: the bounds are NaN. NaNs
+    are not dropped silently: they make the result NaN.
+    """
+    x = np.asarray(values, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("mean_ci needs at least one value")
+    mean = float(x.mean())
+    if x.size == 1 or not np.isfinite(x).all():
+        return mean, math.nan, math.nan
+    half = stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+    return mean, mean - float(half), mean + float(half)

@@ -1,0 +1,192 @@
+"""F1Regularizer: values, gradients and dual steps against hand computations,
+and the stable variant against the exact LP."""
+
+import pytest
+import torch
+
+from f1lib import F1Hyper, F1Regularizer, FixedFeatures, Schedule, TensorData, train
+from f1lib.data.gaussians import gaussian_problem
+from f1lib.lp import hinge_f1_bound, solve_lp
+
+# 5 examples, positives at dataset indices 0, 2, 3 (table slots 0, 1, 2)
+POSITIVE = torch.tensor([True, False, True, True, False])
+# one batch: dataset indices 2, 1, 4, 0
+INDEX = torch.tensor([2, 1, 4, 0])
+BATCH_POSITIVE = torch.tensor([True, False, False, True])
+H = [0.3, -0.2, 0.1, 0.6]
+
+
+def set_state(reg, **values):
+    with torch.no_grad():
+        for name, value in values.items():
+            getattr(reg, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+
+
+def paper_regularizer():
+    hyper = F1Hyper(beta=0.5, eta_mu=0.1, eta_lambda=0.2, eta_gamma=0.3)
+    reg = F1Regularizer(POSITIVE, features=1, variant="paper", hyper=hyper)
+    set_state(reg, tau=[0.2, 0.5, 0.6], eps=0.4, w=[1.5], mu=0.1,
+              lam=[0.2, -0.1, 0.3], gam=[0.05, 0.1, 0.2])
+    return reg
+
+
+def stable_regularizer():
+    hyper = F1Hyper(beta=0.5, rho=2.0, center_momentum=0.5)
+    reg = F1Regularizer(POSITIVE, features=1, variant="stable", hyper=hyper)
+    set_state(reg, tau=[1.2, 0.5, 1.5], eps=1.1, w=[2.0], b=-0.3, center=[0.1], mu=0.2,
+              lam=[0.4, 0.0, 1.0], gam=[0.0, 0.3, 0.5])
+    return reg
+
+
+def forward(reg):
+    h = torch.tensor(H).unsqueeze(1).requires_grad_()
+    out = reg(h, BATCH_POSITIVE, INDEX)
+    out.backward()
+    return out, h.grad.squeeze(1)
+
+
+def test_paper_lagrangian_value_and_gradients_by_hand():
+    reg = paper_regularizer()
+    out, grad_h = forward(reg)
+    # s = w h = [0.45, -0.3, 0.15, 0.9]
+    # L = |I+| eps + sum_neg relu(eps + s) + mu (sum_pos tau - 1)
+    #     + sum_pos lam (tau - s) + sum_pos gam (tau - eps)
+    #   = 1.2 + (0.1 + 0.55) + 0.1 (0.7 - 1) + (-0.1*0.05 + 0.2*-0.7) + (0.1*0.1 + 0.05*-0.2)
+    assert float(reg.last_lagrangian) == pytest.approx(1.675, abs=1e-6)
+    assert float(out.detach()) == pytest.approx(0.5 * 1.675, abs=1e-6)  # beta x L
+    # beta multiplies every gradient, the LP's own variables' included
+    assert float(reg.eps.grad) == pytest.approx(0.5 * (3 + 2 - 0.15), abs=1e-6)
+    assert reg.tau.grad.tolist() == pytest.approx([0.5 * 0.35, 0.5 * 0.1, 0.0], abs=1e-6)
+    assert reg.w.grad.tolist() == pytest.approx([0.5 * (-0.1 - 0.09)], abs=1e-6)
+    assert grad_h.tolist() == pytest.approx([0.075, 0.75, 0.75, -0.15], abs=1e-6)
+    assert reg.b.grad is None  # the seed's LP has no bias
+
+
+def test_paper_dual_step_by_hand():
+    reg = paper_regularizer()
+    forward(reg)  # records the batch's scores: s(idx 2) = 0.45, s(idx 0) = 0.9
+    reg.dual_step()
+    assert float(reg.mu) == pytest.approx(0.1 + 0.1 * (1.3 - 1), abs=1e-6)
+    # idx 3 (slot 2) was in no batch: its lambda waits
+    assert reg.lam.tolist() == pytest.approx([0.2 + 0.2 * (0.2 - 0.9), -0.1 + 0.2 * 0.05, 0.3],
+                                             abs=1e-6)
+    # unprojected, as the seed states: gamma may go negative
+    assert reg.gam.tolist() == pytest.approx([0.05 - 0.06, 0.1 + 0.03, 0.2 + 0.06], abs=1e-6)
+    reg.eps.data.fill_(-0.3)
+    reg.project_()
+    assert float(reg.eps.detach()) == 0.0
+
+
+def test_stable_lagrangian_value_and_gradients_by_hand():
+    reg = stable_regularizer()
+    out, grad_h = forward(reg)
+    # s = w (h - c) + b = [0.1, -0.9, -0.3, 0.7]; N/B = 1.25; |I+| = 3; rho = 2
+    # psi(c, m) = (relu(m + 2c)^2 - m^2) / 4
+    # L = eps + 1.25/3 (0.2 + 0.8) + mu g + g^2 (g = 3.2/3 - 1)
+    #     + 1.25/3 [psi(0.4, 0) + psi(-0.6, 0.3) + psi(0.5, 0.4) + psi(0.1, 0)]
+    g = 3.2 / 3 - 1
+    expected = 1.1 + 1.25 / 3 * 1.0 + 0.2 * g + g * g + 1.25 / 3 * (0.16 - 0.0225 + 0.45 + 0.01)
+    assert float(reg.last_lagrangian) == pytest.approx(expected, abs=1e-6)
+    assert float(out.detach()) == pytest.approx(0.5 * expected, abs=1e-6)  # value: beta x L
+    # the LP's variables take the unscaled gradient of L ...
+    assert float(reg.eps.grad) == pytest.approx(1 + 1.25 / 3 * (2 - 0.2), abs=1e-6)
+    assert reg.w.grad.tolist() == pytest.approx([1.25 / 3 * (-0.3 - (0.8 * 0.2 + 1.4 * 0.5))],
+                                                abs=1e-6)
+    assert float(reg.b.grad) == pytest.approx(1.25 / 3 * (2 - 2.2), abs=1e-6)
+    # ... tau's preconditioned by |I+| / (N/B) = 2.4
+    shared = (0.2 + 2 * g) / 3
+    expected_tau = [shared + 1.25 / 3 * 1.6, shared + 1.25 / 3 * 0.8, shared]
+    assert reg.tau.grad.tolist() == pytest.approx([2.4 * t for t in expected_tau], abs=1e-5)
+    # ... and the network beta x dL/dh
+    k = 1.25 / 3
+    assert grad_h.tolist() == pytest.approx(
+        [0.5 * 2 * -0.8 * k, 0.5 * 2 * k, 0.5 * 2 * k, 0.5 * 2 * -1.4 * k], abs=1e-6)
+    # the running centre moved halfway to the batch mean 0.2
+    assert float(reg.center) == pytest.approx(0.15, abs=1e-6)
+
+
+def test_stable_dual_step_and_projection_by_hand():
+    reg = stable_regularizer()
+    forward(reg)  # s(idx 2) = 0.1, s(idx 0) = 0.7
+    reg.dual_step()
+    assert float(reg.mu) == pytest.approx(0.2 + 2 * (3.2 / 3 - 1), abs=1e-6)
+    assert reg.lam.tolist() == pytest.approx([1.4, 0.8, 1.0], abs=1e-6)  # slot 2 unseen
+    assert reg.gam.tolist() == pytest.approx([0.2, 0.0, 1.3], abs=1e-6)  # projected >= 0
+    reg.eps.data.fill_(0.5)
+    reg.project_()
+    assert float(reg.eps.detach()) == 1.0  # eps >= 1/|I+| in LP units
+
+
+def test_stable_scorer_in_lp_units():
+    reg = stable_regularizer()
+    w, b, eps = reg.scorer()
+    h = torch.tensor([[0.3], [-1.0]])
+    internal = (h.squeeze(1) - 0.1) * 2.0 - 0.3
+    assert (h @ w + b).tolist() == pytest.approx((internal / 3).tolist(), abs=1e-6)
+    assert float(eps) == pytest.approx(1.1 / 3)
+
+
+def test_beta_zero_leaves_the_network_untouched_in_the_stable_variant():
+    reg = F1Regularizer(POSITIVE, variant="stable", hyper=F1Hyper(beta=0.0))
+    set_state(reg, w=[1.0])
+    h = torch.tensor(H).requires_grad_()
+    reg(h, BATCH_POSITIVE, INDEX).backward()
+    assert torch.count_nonzero(h.grad) == 0
+    assert float(reg.eps.grad) != 0.0  # the LP's variables still learn
+
+
+def test_state_dict_round_trip():
+    torch.manual_seed(0)
+    a = F1Regularizer(POSITIVE, features=1, variant="paper")
+    a(torch.tensor(H), BATCH_POSITIVE, INDEX)
+    a.dual_step()
+    torch.manual_seed(1)
+    b = F1Regularizer(POSITIVE, features=1, variant="paper")
+    assert not torch.equal(a.tau, b.tau)
+    b.load_state_dict(a.state_dict())
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert torch.equal(a(torch.tensor(H), BATCH_POSITIVE, INDEX),
+                       b(torch.tensor(H), BATCH_POSITIVE, INDEX))
+
+
+def test_bad_input_raises_value_error():
+    with pytest.raises(ValueError, match="unknown variant"):
+        F1Regularizer(POSITIVE, variant="exact")
+    with pytest.raises(ValueError, match="beta"):
+        F1Hyper(beta=-1e-3)
+    with pytest.raises(ValueError, match="at least one positive"):
+        F1Regularizer(torch.zeros(4, dtype=torch.bool))
+    reg = F1Regularizer(POSITIVE)
+    with pytest.raises(ValueError, match="absent from the regularizer's index table"):
+        reg(torch.tensor(H), torch.tensor([True, True, False, True]), INDEX)  # idx 1 is negative
+    with pytest.raises(ValueError, match="labelled negative"):
+        reg(torch.tensor(H), torch.tensor([False, False, False, True]), INDEX)
+    with pytest.raises(ValueError, match="out of range"):
+        reg(torch.tensor(H), BATCH_POSITIVE, torch.tensor([2, 1, 4, 5]))
+    with pytest.raises(ValueError, match="scores must be"):
+        reg(torch.ones(4, 3), BATCH_POSITIVE, INDEX)
+    with pytest.raises(ValueError, match="positive must be a bool"):
+        reg(torch.tensor(H), BATCH_POSITIVE.float(), INDEX)
+
+
+def learned_gap(variant, separation, offset, outer=20, inner=100):
+    x, positive = gaussian_problem(separation=separation, offset=offset, seed=0)
+    torch.manual_seed(0)
+    reg = F1Regularizer(positive, features=2, variant=variant, hyper=F1Hyper(beta=1.0))
+    train(FixedFeatures(), TensorData(x.float(), None, positive), reg,
+          schedule=Schedule(outer=outer, inner=inner, batch_size=30), progress=False)
+    w, b, eps = reg.scorer()
+    learned = float(hinge_f1_bound(x.float() @ w + b, positive, eps))
+    exact = solve_lp(x, positive, bias=variant == "stable").f1_lower_bound
+    return learned / exact
+
+
+@pytest.mark.parametrize("offset", [0.0, 5.0])
+def test_stable_variant_reaches_the_lp_bound_on_a_separable_problem(offset):
+    # the hinge bound of the learned scorer f = (w.h + b) / eps against the LP optimum
+    assert learned_gap("stable", separation=6.0, offset=offset) >= 0.95
+
+
+def test_stable_variant_reaches_the_lp_bound_on_overlapping_classes():
+    assert learned_gap("stable", separation=1.5, offset=5.0) >= 0.95

@@ -1,0 +1,146 @@
+"""Algorithm 1's trainer: minibatch order, determinism, resume, NaN stops, a real task."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from f1lib import (F1Hyper, F1Regularizer, NonFiniteError, Schedule, TensorData, batch_order,
+                   train)
+from f1lib.data.gaussians import gaussian_problem
+
+
+class TwoHeads(nn.Module):
+    """A shared hidden layer, a 2-class task head and a 1-unit F1 head."""
+
+    def __init__(self, d=2, hidden=8):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(d, hidden), nn.ReLU())
+        self.task = nn.Linear(hidden, 2)
+        self.f1 = nn.Linear(hidden, 1)
+
+    def forward(self, x):
+        z = self.body(x)
+        return self.task(z), self.f1(z)
+
+
+def toy_data(n=90, seed=0):
+    x, positive = gaussian_problem(n=n, separation=3.0, offset=1.0, seed=seed)
+    return TensorData(x.float(), positive.long(), positive)
+
+
+def fresh(variant="stable", seed=0):
+    torch.manual_seed(seed)
+    data = toy_data()
+    return TwoHeads(), F1Regularizer(data.positive, variant=variant,
+                                     hyper=F1Hyper(beta=0.1)), data
+
+
+def test_batch_order_is_epochs_of_permutations_and_reproducible():
+    order = batch_order(seed=3, outer=2, inner=7, batch_size=3, n=10).flatten()
+    assert sorted(order[:10].tolist()) == list(range(10))
+    assert sorted(order[10:20].tolist()) == list(range(10))
+    assert torch.equal(order, batch_order(3, 2, 7, 3, 10).flatten())
+    assert not torch.equal(order, batch_order(3, 3, 7, 3, 10).flatten())
+    assert not torch.equal(order, batch_order(4, 2, 7, 3, 10).flatten())
+
+
+def test_training_is_deterministic_on_cpu():
+    schedule = Schedule(outer=3, inner=10, batch_size=16)
+    runs = []
+    for _ in range(2):
+        model, reg, data = fresh()
+        runs.append((train(model, data, reg, schedule=schedule, progress=False),
+                     [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path, variant):
+    schedule = Schedule(outer=4, inner=6, batch_size=16)
+    model, reg, data = fresh(variant)
+    whole = train(model, data, reg, schedule=schedule, progress=False)
+    expected = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
+
+    ckpt = tmp_path / "run.ckpt"
+
+    outer_loops_done = itertools.count()
+
+    def stop_after_two(_model):
+        # interrupted during outer loop 3: the checkpoint holds outer loops 1 and 2
+        if next(outer_loops_done) == 2:
+            raise Interrupt
+        return {}
+
+    model, reg, data = fresh(variant)
+    with pytest.raises(Interrupt):
+        train(model, data, reg, schedule=schedule, checkpoint=ckpt, evaluate=stop_after_two,
+              progress=False)
+    assert torch.load(ckpt, weights_only=False)["outer"] == 2
+    # a new process would start from fresh objects, with other initial values
+    model, reg, data = fresh(variant, seed=99)
+    resumed = train(model, data, reg, schedule=schedule, checkpoint=ckpt, progress=False)
+    got = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
+    assert resumed == whole
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_checkpoint_of_another_run_is_refused(tmp_path):
+    ckpt = tmp_path / "run.ckpt"
+    model, reg, data = fresh()
+    train(model, data, reg, schedule=Schedule(outer=1, inner=2, batch_size=8), checkpoint=ckpt,
+          progress=False)
+    with pytest.raises(ValueError, match="another run"):
+        train(model, data, reg, schedule=Schedule(outer=2, inner=2, batch_size=8),
+              checkpoint=ckpt, progress=False)
+
+
+def test_nan_stops_with_the_outer_loop_and_last_finite_values():
+    calls = itertools.count()
+
+    def loss_that_breaks(output, target):
+        # finite for the 4 steps of outer loop 1, NaN from outer loop 2 on
+        return F.cross_entropy(output, target) * (float("nan") if next(calls) >= 4 else 1.0)
+
+    model, reg, data = fresh()
+    with pytest.raises(NonFiniteError) as err:
+        train(model, data, reg, schedule=Schedule(outer=3, inner=4, batch_size=8),
+              task_loss=loss_that_breaks, progress=False)
+    message = str(err.value)
+    assert "outer loop 2 of 3" in message
+    assert "task_loss" in message
+    assert "last finite values: {'outer': 1" in message
+
+
+def test_a_task_trains_and_the_regularizer_reports_each_outer_loop():
+    model, reg, data = fresh()
+    history = train(model, data, reg, schedule=Schedule(outer=8, inner=30, batch_size=16, lr=0.1),
+                    evaluate=lambda m: {"accuracy": (m(data.inputs)[0].argmax(1) == data.targets)
+                                        .float().mean()},
+                    progress=False)
+    assert [row["outer"] for row in history] == list(range(1, 9))
+    assert history[-1]["task_loss"] < history[0]["task_loss"]
+    assert history[-1]["accuracy"] > 0.9  # two Gaussians 3 sd apart
+    for key in ("lagrangian", "violation", "sum_tau_error", "f1_bound", "f1"):
+        assert key in history[-1]
+    assert 0.0 <= history[-1]["f1_bound"] <= history[-1]["f1"] <= 1.0
+
+
+def test_bad_arguments():
+    model, reg, data = fresh()
+    with pytest.raises(ValueError, match="Schedule"):
+        train(model, data, reg, schedule={"outer": 1}, progress=False)
+    with pytest.raises(ValueError, match="positive integer"):
+        Schedule(outer=0)
+    other = F1Regularizer(torch.tensor([True, False]))
+    with pytest.raises(ValueError, match="cover 2 examples"):
+        train(model, data, other, schedule=Schedule(outer=1, inner=1), progress=False)
+    with pytest.raises(ValueError, match="bool tensor"):
+        TensorData(data.inputs, data.targets, data.positive.long())
