@@ -1,0 +1,95 @@
+"""Run profiles of the book's notebooks: smoke, quick and paper.
+
+smoke  seconds per notebook; what CI and nbval run. Its results never land
+       in figures/.
+quick  the offline CPU default: the whole book in minutes on 2 cores.
+paper  the seed's schedules and hyperparameters, on a GPU, several seeds.
+
+"auto" resolves to $F1LIB_PROFILE when it is set, else to "paper" when CUDA
+is available, else to "quick". A notebook's parameters cell names a profile
+and may override any of its values; papermill passes those overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+PROFILE_NAMES = ("smoke", "quick", "paper")
+
+# One table per notebook: its defaults, then what each profile changes.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "lp_bound": {
+        "defaults": {
+            # (separation, offset) of the 2-D Gaussian problems
+            "problems": [[0.7, 0.0], [0.7, 5.0], [1.5, 0.0], [1.5, 5.0], [6.0, 0.0], [6.0, 5.0]],
+            "n_examples": 120,
+            "positive_fraction": 1 / 3,
+            "variants": ["paper", "stable"],
+            "seeds": 3,
+            "outer": 40,
+            "inner": 150,
+            "batch_size": 30,
+            "workers": 0,  # 0: one process per CPU core
+        },
+        "smoke": {"problems": [[1.5, 0.0], [6.0, 5.0]], "seeds": 2, "outer": 3, "inner": 20,
+                  "workers": 1},
+        "quick": {},
+        "paper": {"seeds": 5, "inner": 600},
+    },
+}
+
+
+def resolve_profile(profile: str = "auto") -> str:
+    """The profile that `profile` names, with "auto" resolved."""
+    if profile == "auto":
+        profile = os.environ.get("F1LIB_PROFILE", "").strip() or (
+            "paper" if torch.cuda.is_available() else "quick"
+        )
+    if profile not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {profile!r}; expected 'auto' or one of {PROFILE_NAMES}")
+    return profile
+
+
+# settings that count something: at least 1
+COUNTS = {"seeds", "outer", "inner", "batch_size", "n_examples"}
+
+
+def _check_value(notebook: str, key: str, value: Any, default: Any) -> Any:
+    """An override must have its default's type (an int may stand for a float)."""
+    expected = type(default)
+    if expected is float and type(value) is int:
+        value = float(value)
+    if type(value) is bool and expected is not bool or not isinstance(value, expected):
+        raise ValueError(
+            f"{notebook}: parameter {key!r} must be {expected.__name__}, got {value!r}"
+        )
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low = 1 if key in COUNTS else 0
+        if not value >= low:
+            raise ValueError(f"{notebook}: parameter {key!r} must be >= {low}, got {value!r}")
+    return value
+
+
+def profile_config(notebook: str, profile: str = "auto", **overrides: Any) -> tuple[str, dict]:
+    """(resolved profile name, its configuration with `overrides` applied).
+
+    Overrides whose value is None are ignored, so that a notebook's parameters
+    cell can default every setting to None ("take it from the profile").
+    Unknown notebooks, profiles, keys and ill-typed values raise ValueError
+    (papermill itself only warns about unknown parameters).
+    """
+    if notebook not in PROFILES:
+        raise ValueError(f"no profiles for notebook {notebook!r}; known: {sorted(PROFILES)}")
+    name = resolve_profile(profile)
+    table = PROFILES[notebook]
+    config = {**table["defaults"], **table[name]}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in config:
+            raise ValueError(f"{notebook}: unknown parameter {key!r}; known: {sorted(config)}")
+        config[key] = _check_value(notebook, key, value, config[key])
+    return name, config

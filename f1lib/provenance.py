@@ -1,0 +1,153 @@
+"""Where figures go, and the provenance record written beside each one.
+
+`figures/<name>.json` says which notebook and parameters made the figure,
+the git commit, the device, the library versions, the wall time and the
+date, and holds the figure's headline results (the numbers that the book
+quotes and the README's table is made from).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+PACKAGES = ("f1lib", "torch", "numpy", "scipy", "pandas", "matplotlib", "seaborn",
+            "torchvision", "torchmetrics", "papermill")
+
+
+def repo_root(start: Path | None = None) -> Path | None:
+    """The checkout that holds the book, found from `start` (default: the cwd) upward."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_config.yml").is_file() and (folder / "f1lib").is_dir() \
+                and (folder / "book").is_dir():
+            return folder
+    return None
+
+
+def figures_dir(profile: str) -> Path:
+    """The folder a notebook writes its figures to.
+
+    $F1LIB_FIGURES if set; under the smoke profile a temporary folder, so
+    that tests never overwrite the committed figures; else figures/ at the
+    repository root, or ./figures when run outside a checkout (Colab).
+    """
+    if os.environ.get("F1LIB_FIGURES"):
+        folder = Path(os.environ["F1LIB_FIGURES"])
+    elif profile == "smoke":
+        folder = Path(tempfile.gettempdir()) / "f1lib-smoke-figures"
+    else:
+        root = repo_root()
+        folder = (root if root is not None else Path.cwd()) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                             timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_state() -> dict:
+    root = repo_root()
+    if root is None:
+        return {"commit": None, "library_modified": None}
+    commit = _git("rev-parse", "HEAD", cwd=root)
+    # the notebooks and figures change while the book is reproduced; what
+    # matters for the numbers is whether the library differed from the commit
+    status = _git("status", "--porcelain", "--", "f1lib", cwd=root)
+    return {"commit": commit, "library_modified": None if status is None else bool(status)}
+
+
+def device_info() -> dict:
+    info = {"torch_device": "cuda" if torch.cuda.is_available() else "cpu",
+            "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON: numpy scalars to Python, non-finite floats to null."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class Provenance:
+    """Started in a notebook's first cells; `save` writes a figure and its record."""
+
+    def __init__(self, notebook: str, profile: str, parameters: dict):
+        self.notebook = notebook
+        self.profile = profile
+        self.parameters = dict(parameters)
+        self.started = time.perf_counter()
+        self.folder = figures_dir(profile)
+
+    def save(self, name: str, figure=None, tables: dict | None = None,
+             results: dict | None = None) -> Path:
+        """Write <name>.png/.pdf (figure), <name>[_key].csv (tables) and <name>.json.
+
+        `tables` maps a suffix ("" for the main table) to a pandas DataFrame;
+        `results` holds the headline numbers. Returns the JSON's path.
+        """
+        written = []
+        if figure is not None:
+            for ext in ("png", "pdf"):
+                path = self.folder / f"{name}.{ext}"
+                # no creation date in the PDF, so that an unchanged figure is unchanged bytes
+                figure.savefig(path, dpi=150, bbox_inches="tight",
+                               metadata={"CreationDate": None} if ext == "pdf" else None)
+                written.append(path.name)
+        for key, table in (tables or {}).items():
+            path = self.folder / (f"{name}_{key}.csv" if key else f"{name}.csv")
+            table.to_csv(path, index=False, float_format="%.6g")
+            written.append(path.name)
+        record = {
+            "figure": name,
+            "notebook": self.notebook,
+            "profile": self.profile,
+            "parameters": self.parameters,
+            "git": git_state(),
+            "device": device_info(),
+            "versions": versions(),
+            "wall_time_s": round(time.perf_counter() - self.started, 1),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": written,
+            "results": results or {},
+        }
+        path = self.folder / f"{name}.json"
+        path.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
+        return path

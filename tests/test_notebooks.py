@@ -1,0 +1,37 @@
+"""The book's notebooks: parameterised, listed in the table of contents, stored clean.
+
+Executing them is nbval's job (`make test`); these checks need no kernel.
+"""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+BOOK = Path(__file__).resolve().parents[1] / "book"
+NOTEBOOKS = sorted(BOOK.glob("*.ipynb"))
+
+
+def toc_files():
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for chapter in toc.get("chapters", []):
+        files.append(chapter["file"])
+    return files
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_parameterised_listed_and_error_free(path):
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    assert 'profile = "auto"' in tagged[0].source
+    assert path.stem in toc_files()
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            assert output.output_type != "error", f"stored error in {path.name}"

@@ -1,0 +1,44 @@
+"""Profiles: 'auto' resolution, overrides and the errors papermill would not give."""
+
+import pytest
+import torch
+
+from f1lib.profiles import PROFILES, profile_config, resolve_profile
+
+
+def test_auto_follows_the_environment_then_the_hardware(monkeypatch):
+    monkeypatch.setenv("F1LIB_PROFILE", "smoke")
+    assert resolve_profile("auto") == "smoke"
+    monkeypatch.delenv("F1LIB_PROFILE")
+    assert resolve_profile("auto") == ("paper" if torch.cuda.is_available() else "quick")
+    monkeypatch.setenv("F1LIB_PROFILE", "quick")
+    assert resolve_profile("paper") == "paper"  # an explicit name wins
+
+
+def test_profiles_layer_over_the_defaults_and_overrides_win():
+    name, config = profile_config("lp_bound", "smoke", outer=7, seeds=None)
+    assert name == "smoke"
+    assert config["outer"] == 7  # override
+    assert config["seeds"] == PROFILES["lp_bound"]["smoke"]["seeds"]  # None: profile's value
+    assert config["batch_size"] == PROFILES["lp_bound"]["defaults"]["batch_size"]
+    _, paper = profile_config("lp_bound", "paper")
+    assert paper["inner"] == 600  # the seed's 40 x 600
+    assert paper["outer"] == 40
+
+
+def test_bad_profiles_and_values_raise(monkeypatch):
+    with pytest.raises(ValueError, match="unknown profile"):
+        profile_config("lp_bound", "fast")
+    monkeypatch.setenv("F1LIB_PROFILE", "huge")
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        resolve_profile("auto")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        profile_config("lp_bound", "smoke", epochs=3)
+    with pytest.raises(ValueError, match="must be int"):
+        profile_config("lp_bound", "smoke", outer=2.5)
+    with pytest.raises(ValueError, match="must be int"):
+        profile_config("lp_bound", "smoke", seeds=True)
+    with pytest.raises(ValueError, match=">= 1"):
+        profile_config("lp_bound", "smoke", inner=0)
+    with pytest.raises(ValueError, match="no profiles"):
+        profile_config("nonexistent", "smoke")

@@ -1,0 +1,45 @@
+"""Figures and their provenance: where they go and what the record holds."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from f1lib.provenance import Provenance, figures_dir, repo_root  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_smoke_results_never_land_in_the_repository(monkeypatch):
+    monkeypatch.delenv("F1LIB_FIGURES", raising=False)
+    monkeypatch.chdir(ROOT / "book")
+    assert repo_root() == ROOT
+    assert figures_dir("quick") == ROOT / "figures"
+    assert ROOT not in figures_dir("smoke").parents
+
+
+def test_record_holds_what_made_the_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("F1LIB_FIGURES", str(tmp_path))
+    monkeypatch.chdir(ROOT)
+    prov = Provenance("demo.ipynb", "quick", {"seeds": 2})
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = prov.save("demo", fig, tables={"": pd.DataFrame({"a": [1.5]})},
+                     results={"gap": 0.25, "bad": float("nan")})
+    record = json.loads(path.read_text())
+    assert {p.name for p in tmp_path.iterdir()} == {"demo.png", "demo.pdf", "demo.csv",
+                                                      "demo.json"}
+    assert record["notebook"] == "demo.ipynb" and record["profile"] == "quick"
+    assert record["parameters"] == {"seeds": 2}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:
+        assert record["git"]["commit"] == head.stdout.strip()
+    assert record["versions"]["torch"]
+    assert record["device"]["torch_device"] in ("cpu", "cuda")
+    assert record["wall_time_s"] >= 0 and record["date"].startswith("20")
+    assert record["results"] == {"gap": 0.25, "bad": None}  # NaN is not valid JSON
