@@ -65,9 +65,14 @@ def _git(*args: str, cwd: Path) -> str | None:
 
 def git_state() -> dict:
     root = repo_root()
+    commit = _git("rev-parse", "HEAD", cwd=root) if root is not None else None
+    if commit is None and os.environ.get("F1LIB_GIT_COMMIT"):
+        # a copy of a checkout without its .git (e.g. a remote GPU machine's): the
+        # caller names the commit it copied
+        return {"commit": os.environ["F1LIB_GIT_COMMIT"], "library_modified": None,
+                "commit_from": "F1LIB_GIT_COMMIT"}
     if root is None:
         return {"commit": None, "library_modified": None}
-    commit = _git("rev-parse", "HEAD", cwd=root)
     # the notebooks and figures change while the book is reproduced; what
     # matters for the numbers is whether the library differed from the commit
     status = _git("status", "--porcelain", "--", "f1lib", cwd=root)
