@@ -2,7 +2,7 @@
 
 from .config import F1Hyper, Schedule
 from .lp import LPSolution, f1_score, hinge_bounds, hinge_f1_bound, solve_lp
-from .models import FixedFeatures
+from .models import FixedFeatures, SharedHeadMLP
 from .regularizer import F1Regularizer
 from .train import NonFiniteError, TensorData, batch_order, train
 
@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "F1Hyper", "F1Regularizer", "FixedFeatures", "LPSolution", "NonFiniteError", "Schedule",
+    "SharedHeadMLP",
     "TensorData", "batch_order", "f1_score", "hinge_bounds", "hinge_f1_bound", "solve_lp",
     "train",
 ]
