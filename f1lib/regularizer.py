@@ -164,8 +164,8 @@ class F1Regularizer(nn.Module):
     def check_labels(self, positive: Tensor, index: Tensor) -> None:
         """Raise ValueError unless every index is in range and labelled as in the table.
 
-        Reads values, hence synchronises with the device: `forward` calls it
-        for CPU tensors only; `f1lib.train` calls it once for the whole
+        Reads values, hence synchronises with an accelerator: `forward` calls
+        it for CPU tensors only; `f1lib.train` calls it once for the whole
         dataset before training on an accelerator.
         """
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_examples):
@@ -188,7 +188,8 @@ class F1Regularizer(nn.Module):
                 f"the index table, e.g. dataset indices {extra[:5].tolist()}"
             )
 
-    def _check_batch(self, scores: Tensor, positive: Tensor, index: Tensor) -> Tensor:
+    def _check_batch(self, scores: Tensor, positive: Tensor,
+                     index: Tensor) -> tuple[Tensor, Tensor]:
         h = scores.float()
         if h.dim() == 1:
             h = h.unsqueeze(1)
@@ -207,9 +208,9 @@ class F1Regularizer(nn.Module):
                 f"index must be an integer tensor of shape ({batch},); got "
                 f"{index.dtype} {tuple(index.shape)}"
             )
-        if not h.is_cuda:
+        if h.device.type == "cpu":
             self.check_labels(positive, index)
-        return h
+        return h, index.long()
 
     # ------------------------------------------------------------------ forward
     def forward(self, scores: Tensor, positive: Tensor, index: Tensor) -> Tensor:
@@ -219,7 +220,7 @@ class F1Regularizer(nn.Module):
         (B,) dataset indices. No host-device synchronisation on CUDA, static
         shapes throughout: it can be captured in a CUDA graph.
         """
-        h = self._check_batch(scores, positive, index)
+        h, index = self._check_batch(scores, positive, index)
         slot = self.slot[index].clamp(min=0)
         pos = positive.to(h.dtype)
         neg = 1.0 - pos

@@ -135,6 +135,14 @@ def test_beta_zero_leaves_the_network_untouched_in_the_stable_variant():
     assert float(reg.eps.grad) != 0.0  # the LP's variables still learn
 
 
+def test_int32_indices_address_the_same_tables():
+    a, b = paper_regularizer(), paper_regularizer()
+    out64 = a(torch.tensor(H), BATCH_POSITIVE, INDEX)
+    out32 = b(torch.tensor(H), BATCH_POSITIVE, INDEX.int())
+    assert torch.equal(out64, out32)
+    assert torch.equal(a.last_score, b.last_score)
+
+
 def test_state_dict_round_trip():
     torch.manual_seed(0)
     a = F1Regularizer(POSITIVE, features=1, variant="paper")
