@@ -166,7 +166,7 @@ class F1Regularizer(nn.Module):
 
         Reads values, hence synchronises with an accelerator: `forward` calls
         it for CPU tensors only; `f1lib.train` calls it once for the whole
-        dataset before training on an accelerator.
+        dataset before training, and not per batch.
         """
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= self.num_examples):
             raise ValueError(
@@ -188,8 +188,8 @@ class F1Regularizer(nn.Module):
                 f"the index table, e.g. dataset indices {extra[:5].tolist()}"
             )
 
-    def _check_batch(self, scores: Tensor, positive: Tensor,
-                     index: Tensor) -> tuple[Tensor, Tensor]:
+    def _check_batch(self, scores: Tensor, positive: Tensor, index: Tensor,
+                     check_labels: bool) -> tuple[Tensor, Tensor]:
         h = scores.float()
         if h.dim() == 1:
             h = h.unsqueeze(1)
@@ -208,19 +208,22 @@ class F1Regularizer(nn.Module):
                 f"index must be an integer tensor of shape ({batch},); got "
                 f"{index.dtype} {tuple(index.shape)}"
             )
-        if h.device.type == "cpu":
+        if check_labels and h.device.type == "cpu":
             self.check_labels(positive, index)
         return h, index.long()
 
     # ------------------------------------------------------------------ forward
-    def forward(self, scores: Tensor, positive: Tensor, index: Tensor) -> Tensor:
+    def forward(self, scores: Tensor, positive: Tensor, index: Tensor, *,
+                check_labels: bool = True) -> Tensor:
         """beta x the minibatch Lagrangian; add it to the task loss.
 
         scores: (B, d) or (B,) F1-head outputs; positive: (B,) bool; index:
         (B,) dataset indices. No host-device synchronisation on CUDA, static
-        shapes throughout: it can be captured in a CUDA graph.
+        shapes throughout: it can be captured in a CUDA graph. On the CPU the
+        batch's labels are checked against the table unless `check_labels` is
+        False (f1lib.train checks the whole dataset once instead).
         """
-        h, index = self._check_batch(scores, positive, index)
+        h, index = self._check_batch(scores, positive, index, check_labels)
         slot = self.slot[index].clamp(min=0)
         pos = positive.to(h.dtype)
         neg = 1.0 - pos

@@ -106,7 +106,8 @@ def make_step(model: nn.Module, data: TensorData, regularizer: F1Regularizer | N
             task = task_loss(task_output, data.targets[idx])
         loss, lagrangian = task, zero
         if regularizer is not None:
-            loss = task + regularizer(f1_output, data.positive[idx], idx)
+            # train() checked every label against the table before the first step
+            loss = task + regularizer(f1_output, data.positive[idx], idx, check_labels=False)
             lagrangian = regularizer.last_lagrangian
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -154,7 +155,7 @@ def train(
             raise ValueError(
                 f"the regularizer's tables cover {regularizer.num_examples} examples, the data {n}"
             )
-        # the per-batch label check syncs on CUDA, so do it once here instead
+        # once for the whole dataset, instead of per batch (where it would sync)
         regularizer.check_labels(data.positive, torch.arange(n, device=device))
 
     groups = [{"params": [p for p in model.parameters() if p.requires_grad],

@@ -144,3 +144,6 @@ def test_bad_arguments():
         train(model, data, other, schedule=Schedule(outer=1, inner=1), progress=False)
     with pytest.raises(ValueError, match="bool tensor"):
         TensorData(data.inputs, data.targets, data.positive.long())
+    flipped = F1Regularizer(~data.positive)  # labels that disagree with the data's
+    with pytest.raises(ValueError, match="absent from the regularizer's index table"):
+        train(model, data, flipped, schedule=Schedule(outer=1, inner=1), progress=False)
