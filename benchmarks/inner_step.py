@@ -33,7 +33,7 @@ def build(variant: str | None, n: int, device: str):
         reg = F1Regularizer(data.positive, variant=variant, hyper=F1Hyper()).to(device)
         groups += reg.param_groups()
     optimizer = torch.optim.SGD(groups)
-    return data, make_step(model, data, reg, optimizer, F.cross_entropy)
+    return make_step(model, data, reg, optimizer, F.cross_entropy)
 
 
 def clock(device: str) -> float:
@@ -84,11 +84,11 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; {args.steps} steps of batch 100, N = {args.examples}")
     print(f"{'regularizer':<12} {'eager ms/step':>14} {'graph ms/step':>14} {'speed-up':>9} {'capture s':>10}")
     for variant in (None, "paper", "stable"):
-        data, step = build(variant, args.examples, args.device)
+        step = build(variant, args.examples, args.device)
         eager = time_eager(step, order, args.device)
         row = f"{variant or 'none':<12} {1e3 * eager:>14.3f}"
         if args.device == "cuda":
-            data, step = build(variant, args.examples, args.device)
+            step = build(variant, args.examples, args.device)
             graph, capture = time_graph(step, order)
             row += f" {1e3 * graph:>14.3f} {eager / graph:>8.1f}x {capture:>10.2f}"
         print(row)

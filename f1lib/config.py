@@ -7,7 +7,7 @@ variant and are documented where they are used (`f1lib.regularizer`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 VARIANTS = ("paper", "stable")
 
@@ -52,15 +52,6 @@ class F1Hyper:
             raise ValueError(
                 f"F1Hyper.center_momentum must be in [0, 1], got {self.center_momentum!r}"
             )
-
-    def replace(self, **changes) -> "F1Hyper":
-        unknown = set(changes) - {f.name for f in fields(self)}
-        if unknown:
-            raise ValueError(f"unknown F1Hyper field(s): {sorted(unknown)}")
-        return replace(self, **changes)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -80,24 +80,20 @@ def solve_lp(features, positive, *, bias: bool = True) -> LPSolution:
     x, pos = _as_problem(features, positive)
     xp, xn = x[pos], x[~pos]
     n_pos, n_neg, d = len(xp), len(xn), x.shape[1]
-    nb = int(bias)
-    # variable layout: [w (d) | b (nb) | eps | tau (n_pos) | phi (n_neg)]
-    i_eps = d + nb
-    i_tau = i_eps + 1
-    i_phi = i_tau + n_pos
-    n_var = i_phi + n_neg
-
-    cost = np.zeros(n_var)
-    cost[i_eps] = n_pos
-    cost[i_tau:i_phi] = 1.0
-    cost[i_phi:] = 1.0
-
-    widths = {"w": d, "b": nb, "eps": 1, "tau": n_pos, "phi": n_neg}
+    # the variables, in order: (name, width, bounds)
+    layout = [("w", d, (None, None)), ("b", int(bias), (None, None)), ("eps", 1, (0, None)),
+              ("tau", n_pos, (None, None)), ("phi", n_neg, (0, None))]
+    widths = {name: width for name, width, _ in layout}
+    start = dict(zip(widths, np.cumsum([0, *widths.values()])))
+    bounds = [bound for _, width, bound in layout for _ in range(width)]
 
     def rows(n, **blocks):
         """n constraint rows: the given blocks at their variables, zeros elsewhere."""
         return sp.hstack([sp.csr_matrix(blocks[k]) if k in blocks else
                           sp.csr_matrix((n, width)) for k, width in widths.items()])
+
+    cost = rows(1, eps=[[n_pos]], tau=np.ones((1, n_pos)), phi=np.ones((1, n_neg)))
+    cost = cost.toarray().ravel()
 
     eye_p, eye_n = sp.identity(n_pos), sp.identity(n_neg)
     ones_p, ones_n = np.ones((n_pos, 1)), np.ones((n_neg, 1))
@@ -112,8 +108,6 @@ def solve_lp(features, positive, *, bias: bool = True) -> LPSolution:
         format="csr",
     )
     a_eq = rows(1, tau=np.ones((1, n_pos))).tocsr()  # sum tau = 1
-    bounds = [(None, None)] * (d + nb) + [(0, None)] + [(None, None)] * n_pos
-    bounds += [(0, None)] * n_neg
     res = linprog(
         cost,
         A_ub=a_ub,
@@ -129,15 +123,15 @@ def solve_lp(features, positive, *, bias: bool = True) -> LPSolution:
                           np.full(n_neg, np.nan), bias, "infeasible")
     if res.status != 0:
         raise RuntimeError(f"HiGHS failed on the F1 LP: {res.message}")
-    v = res.x
+    part = {k: res.x[start[k]:start[k] + widths[k]].copy() for k in widths}
     return LPSolution(
         objective=float(res.fun),
         f1_lower_bound=2.0 / float(res.fun),
-        w=v[:d].copy(),
-        b=float(v[d]) if bias else 0.0,
-        eps=float(v[i_eps]),
-        tau=v[i_tau:i_phi].copy(),
-        phi=v[i_phi:].copy(),
+        w=part["w"],
+        b=float(part["b"][0]) if bias else 0.0,
+        eps=float(part["eps"][0]),
+        tau=part["tau"],
+        phi=part["phi"],
         bias=bias,
         status="optimal",
     )

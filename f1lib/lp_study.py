@@ -21,12 +21,8 @@ from .config import F1Hyper, Schedule
 from .data.gaussians import gaussian_problem
 from .lp import f1_score, hinge_f1_bound, solve_lp
 from .models import FixedFeatures
-from .regularizer import F1Regularizer
+from .regularizer import VARIANT_HAS_BIAS, F1Regularizer
 from .train import NonFiniteError, TensorData, train
-
-# which LP each variant optimises: the seed's has no bias, the stable one has
-VARIANT_HAS_BIAS = {"paper": False, "stable": True}
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -58,7 +54,7 @@ def lp_reference(problem: Problem) -> dict:
     x, pos = problem.data()
     row = {"problem": problem.label, "separation": problem.separation, "offset": problem.offset}
     for bias, tag in ((True, "bias"), (False, "no_bias")):
-        sol = solve_lp(x, pos, bias=bias)
+        sol = solve_lp(x, pos, bias=bias)  # the LP that VARIANT_HAS_BIAS says a variant optimises
         row[f"lp_bound_{tag}"] = sol.f1_lower_bound
         feasible = sol.status == "optimal"
         row[f"lp_true_f1_{tag}"] = float(f1_score(torch.as_tensor(sol.scores(x)), pos)) \

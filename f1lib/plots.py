@@ -18,9 +18,9 @@ def style() -> None:
 
 def band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color: str, **line) -> None:
     """Mean over seeds against `x`, with its 95% interval shaded."""
-    stats = frame.groupby(x)[y].apply(lambda v: mean_ci(v.to_numpy())).to_list()
-    steps = np.sort(frame[x].unique())
+    stats = frame.groupby(x)[y].apply(lambda v: mean_ci(v.to_numpy()))
     mean, low, high = (np.array(column) for column in zip(*stats))
+    steps = stats.index.to_numpy()
     ax.plot(steps, mean, color=color, label=label, **line)
     ax.fill_between(steps, low, high, color=color, alpha=0.25, linewidth=0)
 

@@ -33,6 +33,10 @@ from .config import F1Hyper, check_variant
 from .lp import f1_score, hinge_f1_bound
 
 
+# the seed's LP has no bias; the stable variant adds one (S2)
+VARIANT_HAS_BIAS = {"paper": False, "stable": True}
+
+
 class _ScaleGrad(torch.autograd.Function):
     """Identity forward; multiplies the incoming gradient by `scale` (a float)."""
 
@@ -113,8 +117,6 @@ class F1Regularizer(nn.Module):
             self.tau = nn.Parameter(torch.rand(n_pos))
             self.eps = nn.Parameter(torch.rand(()))
             self.w = nn.Parameter(torch.rand(features))
-            # the seed's LP has no bias: b stays a frozen 0
-            self.b = nn.Parameter(torch.zeros(()), requires_grad=False)
             dual = 1e-3
         else:
             # (S1) The stable variant works in units of 1/|I+|: tau = tau~/|I+|,
@@ -126,8 +128,9 @@ class F1Regularizer(nn.Module):
             self.tau = nn.Parameter(torch.ones(n_pos))
             self.eps = nn.Parameter(torch.ones(()))
             self.w = nn.Parameter(torch.zeros(features))
-            self.b = nn.Parameter(torch.zeros(()))  # (S2) the bias the seed's LP lacks
             dual = 0.0
+        # (S2) the bias the seed's LP lacks; in the paper variant b stays a frozen 0
+        self.b = nn.Parameter(torch.zeros(()), requires_grad=VARIANT_HAS_BIAS[self.variant])
         self.register_buffer("mu", torch.full((), dual))
         self.register_buffer("lam", torch.full((n_pos,), dual))
         self.register_buffer("gam", torch.full((n_pos,), dual))
@@ -147,7 +150,7 @@ class F1Regularizer(nn.Module):
             {"params": [self.eps], "lr": h.eta_eps, "name": "eps"},
             {"params": [self.w], "lr": h.eta_w, "name": "w"},
         ]
-        if self.variant == "stable":
+        if self.b.requires_grad:
             groups[2]["params"].append(self.b)
         return groups
 

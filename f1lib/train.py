@@ -158,9 +158,8 @@ def train(
         # once for the whole dataset, instead of per batch (where it would sync)
         regularizer.check_labels(data.positive, torch.arange(n, device=device))
 
-    groups = [{"params": [p for p in model.parameters() if p.requires_grad],
-               "lr": schedule.lr, "name": "model"}]
-    groups = [g for g in groups if g["params"]]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": trainable, "lr": schedule.lr, "name": "model"}] if trainable else []
     if regularizer is not None:
         groups += regularizer.param_groups()
     if not groups:
