@@ -17,19 +17,25 @@ class FixedFeatures(nn.Module):
 
 
 class SharedHeadMLP(nn.Module):
-    """in -> hidden (ReLU) -> classes, plus a 1-unit F1 head on the same hidden layer.
+    """in -> hidden (ReLU) -> classes; the hidden layer is also the F1 features.
 
-    The seed's MNIST model (4096 -> 500 -> 10) with its successor's F1 head
-    (500 -> 1, with bias): the F1 term reaches the classifier only through
-    the shared hidden layer.
+    The seed's MNIST model (4096 -> 500 -> 10). Its F1 head, a 500 -> 1 linear
+    unit with bias on the shared hidden layer as in the successor's code, is the
+    regularizer's own hyperplane: build `F1Regularizer(positive,
+    features=model.hidden_features)`, whose (w, b) are that head. In the LP the
+    scorer w.x (+ b) is exactly what the F1 bound is computed for; a separate
+    nn.Linear head in front of it would parameterise the same line twice.
+
+    The F1 term reaches the classifier only through the shared hidden layer:
+    with no shared layer it could not change the classifier at all.
     """
 
     def __init__(self, in_features: int = 4096, hidden: int = 500, classes: int = 10):
         super().__init__()
+        self.hidden_features = hidden
         self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU())
         self.classifier = nn.Linear(hidden, classes)
-        self.f1_head = nn.Linear(hidden, 1)
 
     def forward(self, x: Tensor):
         z = self.hidden(x)
-        return self.classifier(z), self.f1_head(z)
+        return self.classifier(z), z

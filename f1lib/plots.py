@@ -64,3 +64,70 @@ def lp_bound_figure(history: pd.DataFrame, reference: pd.DataFrame):
                bbox_to_anchor=(0.5, -0.01))
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
+
+
+def _method_style(method: str, lr_scale: float) -> dict:
+    if method == "baseline":
+        return {"color": "0.15" if lr_scale == 1 else "0.55", "ls": "-" if lr_scale == 1 else "--"}
+    return {"color": VARIANT_COLORS.get(method, "k"), "ls": "-"}
+
+
+def mnist_figure(history: pd.DataFrame, figure_beta: float):
+    """Figure 6: test accuracy and the big-small gap over outer loops (the
+    baselines and both variants at `figure_beta`), and final accuracy and
+    head F1 against beta. Finished runs only; means over seeds, 95% bands."""
+    style()
+    runs = history[(history["status"] == "finished") & (history["outer"] > 0)]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    curves = runs[(runs["method"] == "baseline") | (runs["beta"] == figure_beta)]
+    for label, frame in curves.groupby("run", sort=False):
+        look = _method_style(frame["method"].iloc[0], frame["lr_scale"].iloc[0])
+        band(axes[0, 0], frame, "outer", "acc", label, look["color"], ls=look["ls"])
+        band(axes[0, 1], frame, "outer", "gap", label, look["color"], ls=look["ls"])
+    axes[0, 0].set(title=f"Test accuracy (β = {figure_beta:g} for F1)", xlabel="outer loop",
+                   ylabel="accuracy")
+    axes[0, 1].set(title="Accuracy on big minus on small digits", xlabel="outer loop",
+                   ylabel="accuracy gap")
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+
+    last = runs[runs["outer"] == runs.groupby(["run", "seed"])["outer"].transform("max")]
+    for ax, column, title in ((axes[1, 0], "acc", "Final test accuracy against β"),
+                              (axes[1, 1], "head_f1", "Final F1 of the big/small head (test)")):
+        for (method, scale), frame in last.groupby(["method", "lr_scale"], sort=False):
+            look = _method_style(method, scale)
+            if method == "baseline":
+                mean, low, high = mean_ci(frame[column].to_numpy())
+                name = "baseline" if scale == 1 else f"baseline, lr x {scale:g}"
+                ax.axhline(mean, color=look["color"], ls=look["ls"], lw=1, label=name)
+                if np.isfinite(low):
+                    ax.axhspan(low, high, color=look["color"], alpha=0.12, lw=0)
+                continue
+            stats = frame.groupby("beta")[column].apply(lambda v: mean_ci(v.to_numpy()))
+            betas = stats.index.to_numpy()
+            mean, low, high = (np.array(c) for c in zip(*stats))
+            err = np.vstack([mean - low, high - mean])
+            ax.errorbar(betas, mean, yerr=np.where(np.isfinite(err), err, 0), marker="o",
+                        capsize=3, color=look["color"], label=method)
+        ax.set_xscale("log")
+        ax.set(title=title, xlabel="β")
+    axes[1, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def smnist_samples(images, digits, big, per_row: int = 10):
+    """The seed's Figure 1: one digit of each class, big (top) and small (bottom)."""
+    style()
+    fig, axes = plt.subplots(2, per_row, figsize=(1.1 * per_row, 2.5))
+    for column, digit in enumerate(range(per_row)):
+        for row, want_big in enumerate((True, False)):
+            pick = ((digits == digit) & (big == want_big)).nonzero()
+            ax = axes[row, column]
+            ax.axis("off")
+            if len(pick):
+                ax.imshow(images[int(pick[0])].cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[0, column].set_title(str(digit), fontsize=9)
+    axes[0, 0].text(-8, 32, "big", rotation=90, va="center", ha="right", fontsize=9)
+    axes[1, 0].text(-8, 32, "small", rotation=90, va="center", ha="right", fontsize=9)
+    fig.tight_layout()
+    return fig

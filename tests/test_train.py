@@ -117,6 +117,8 @@ def test_nan_stops_with_the_outer_loop_and_last_finite_values():
     assert "outer loop 2 of 3" in message
     assert "task_loss" in message
     assert "last finite values: {'outer': 1" in message
+    assert err.value.outer == 2
+    assert [row["outer"] for row in err.value.history] == [1]
 
 
 def test_a_task_trains_and_the_regularizer_reports_each_outer_loop():
