@@ -67,9 +67,11 @@ def lp_bound_figure(history: pd.DataFrame, reference: pd.DataFrame):
 
 
 def _method_style(method: str, lr_scale: float) -> dict:
+    # the baseline thin and on top, so that a variant that changes nothing does not hide it
     if method == "baseline":
-        return {"color": "0.15" if lr_scale == 1 else "0.55", "ls": "-" if lr_scale == 1 else "--"}
-    return {"color": VARIANT_COLORS.get(method, "k"), "ls": "-"}
+        return {"color": "0.1" if lr_scale == 1 else "0.55", "ls": "-" if lr_scale == 1 else "--",
+                "lw": 1.2, "zorder": 5}
+    return {"color": VARIANT_COLORS.get(method, "k"), "ls": "-", "lw": 2.4, "zorder": 3}
 
 
 def mnist_figure(history: pd.DataFrame, figure_beta: float):
@@ -82,8 +84,9 @@ def mnist_figure(history: pd.DataFrame, figure_beta: float):
     curves = runs[(runs["method"] == "baseline") | (runs["beta"] == figure_beta)]
     for label, frame in curves.groupby("run", sort=False):
         look = _method_style(frame["method"].iloc[0], frame["lr_scale"].iloc[0])
-        band(axes[0, 0], frame, "outer", "acc", label, look["color"], ls=look["ls"])
-        band(axes[0, 1], frame, "outer", "gap", label, look["color"], ls=look["ls"])
+        color = look.pop("color")
+        band(axes[0, 0], frame, "outer", "acc", label, color, **look)
+        band(axes[0, 1], frame, "outer", "gap", label, color, **look)
     axes[0, 0].set(title=f"Test accuracy (β = {figure_beta:g} for F1)", xlabel="outer loop",
                    ylabel="accuracy")
     axes[0, 1].set(title="Accuracy on big minus on small digits", xlabel="outer loop",
@@ -91,6 +94,8 @@ def mnist_figure(history: pd.DataFrame, figure_beta: float):
     axes[0, 0].legend(fontsize=8, loc="lower right")
 
     last = runs[runs["outer"] == runs.groupby(["run", "seed"])["outer"].transform("max")]
+    per_run = history.groupby(["method", "beta", "seed"])["status"].first()
+    diverged = (per_run != "finished").groupby(["method", "beta"]).agg(["sum", "size"])
     for ax, column, title in ((axes[1, 0], "acc", "Final test accuracy against β"),
                               (axes[1, 1], "head_f1", "Final F1 of the big/small head (test)")):
         for (method, scale), frame in last.groupby(["method", "lr_scale"], sort=False):
@@ -108,9 +113,14 @@ def mnist_figure(history: pd.DataFrame, figure_beta: float):
             err = np.vstack([mean - low, high - mean])
             ax.errorbar(betas, mean, yerr=np.where(np.isfinite(err), err, 0), marker="o",
                         capsize=3, color=look["color"], label=method)
+            for beta, value in zip(betas, mean):
+                lost, total = diverged.loc[(method, beta)]
+                if lost:
+                    ax.annotate(f"{lost}/{total} diverged", (beta, value), fontsize=7,
+                                xytext=(4, -10), textcoords="offset points", color=look["color"])
         ax.set_xscale("log")
         ax.set(title=title, xlabel="β")
-    axes[1, 0].legend(fontsize=8)
+    axes[1, 0].legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 

