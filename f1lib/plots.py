@@ -141,3 +141,50 @@ def smnist_samples(images, digits, big, per_row: int = 10):
     axes[1, 0].text(-8, 32, "small", rotation=90, va="center", ha="right", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def sky_histogram_figure(fractions: dict, threshold: float, beta: tuple[float, float]):
+    """Figure 7: the density of the sky fraction per source, the Beta target and
+    the big/small threshold, with each source's share of big images."""
+    from scipy import stats as scipy_stats
+
+    style()
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    bins = np.linspace(0, 1, 41)
+    colors = sns.color_palette("colorblind", len(fractions))
+    for (name, values), color in zip(fractions.items(), colors):
+        values = np.asarray(values)
+        share = (values >= threshold).mean()
+        ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=color,
+                label=f"{name} (n = {len(values):,}; {100 * share:.1f}% big)")
+    grid = np.linspace(0.001, 0.999, 300)
+    ax.plot(grid, scipy_stats.beta(*beta).pdf(grid), color="k", lw=1.2,
+            label=f"Beta({beta[0]:g}, {beta[1]:g}), COCO-Stuff's moment fit")
+    ax.axvline(threshold, color="crimson", ls="--", lw=1.2)
+    top = ax.get_ylim()[1]
+    ax.text(threshold - 0.01, 0.95 * top, "small", ha="right", va="top", color="crimson")
+    ax.text(threshold + 0.01, 0.95 * top, "big", ha="left", va="top", color="crimson")
+    ax.set(xlabel="fraction of sky pixels in the image", ylabel="density", xlim=(0, 1))
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1, 0.85))
+    fig.tight_layout()
+    return fig
+
+
+def sky_samples_figure(images, masks, fractions, threshold: float, columns: int = 8):
+    """Sample images above, the same with the sky mask tinted below, titled by fraction."""
+    style()
+    n = min(len(images), columns)
+    fig, axes = plt.subplots(2, n, figsize=(1.9 * n, 3.3), squeeze=False)
+    for k in range(n):
+        picture = images[k].permute(1, 2, 0).cpu().numpy()
+        overlay = picture.astype(float) / 255
+        overlay[masks[k].cpu().numpy()] = 0.5 * overlay[masks[k].cpu().numpy()] + 0.5 * np.array(
+            [1.0, 0.0, 0.6])
+        axes[0, k].imshow(picture)
+        axes[1, k].imshow(overlay)
+        label = "big" if fractions[k] >= threshold else "small"
+        axes[0, k].set_title(f"{float(fractions[k]):.2f} ({label})", fontsize=8)
+        for ax in axes[:, k]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -60,6 +60,21 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                   "inner": 200},
         "paper": {},
     },
+    "sky_histogram": {
+        "defaults": {
+            "n_images": 20_000,  # procedural images whose sky fraction is histogrammed
+            "size": [128, 192],  # (height, width) of the procedural images
+            "seed": 0,
+            "threshold": 0.6,  # the seed's big/small split
+            "coco_annotations": "",  # "": f1lib.data.sky.default_stuff_annotations("train")
+            "coco_selection": "both",  # the successor's: the one REFERENCE.md's statistics use
+            "samples": 8,
+            "speed_batch": 256,  # images painted once to time generation
+        },
+        "smoke": {"n_images": 300, "size": [48, 64], "samples": 4, "speed_batch": 16},
+        "quick": {"n_images": 5000},
+        "paper": {},
+    },
 }
 
 
@@ -75,7 +90,8 @@ def resolve_profile(profile: str = "auto") -> str:
 
 
 # settings that count something: at least 1
-COUNTS = {"seeds", "outer", "inner", "batch_size", "n_examples"}
+COUNTS = {"seeds", "outer", "inner", "batch_size", "n_examples", "n_images", "samples",
+          "speed_batch"}
 
 
 def _check_value(notebook: str, key: str, value: Any, default: Any) -> Any:

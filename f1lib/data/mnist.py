@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import default_root
+
 CANVAS = 64
 DIGIT = 28
 SMALL_AT = 18  # the small digit occupies rows/columns 18:46
@@ -58,10 +60,6 @@ class Digits:
                       self.description + (f"; first {len(self.train_images[:train])} train / "
                                           f"{len(self.test_images[:test])} test digits used"
                                           if train is not None or test is not None else ""))
-
-
-def default_root() -> Path:
-    return Path(os.environ.get("F1LIB_DATA") or Path.home() / ".cache" / "f1lib")
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
