@@ -1,7 +1,6 @@
 """Time Algorithm 1's inner step (f1lib.train.make_step): eager, and replayed as a CUDA graph.
 
-The S-MNIST-sized step: an MLP 4096 -> 500 -> 10 whose hidden layer feeds the F1
-head (the regularizer's hyperplane over its 500 features), batch 100,
+The S-MNIST-sized step: an MLP 4096 -> 500 -> 10 with an F1 head, batch 100,
 N = 120,000 examples held on the device, with no regularizer, and with the
 paper and the stable F1Regularizer. Inputs are random: this measures time
 only. Compile/capture time is reported apart from the steady state.
@@ -31,7 +30,7 @@ def build(variant: str | None, n: int, device: str):
     reg = None
     groups = [{"params": list(model.parameters()), "lr": 0.01}]
     if variant is not None:
-        reg = F1Regularizer(data.positive, features=model.hidden_features, variant=variant,
+        reg = F1Regularizer(data.positive, features=model.f1_features, variant=variant,
                             hyper=F1Hyper()).to(device)
         groups += reg.param_groups()
     optimizer = torch.optim.SGD(groups)

@@ -82,11 +82,11 @@ def evaluation(regularizer: F1Regularizer, test: SMnist):
     digits, and the F1 (and hinge F1 bound) of the F1 head's big/small call."""
 
     def evaluate(model) -> dict:
-        logits, hidden = model(test.images)
+        logits, features = model(test.images)
         row = accuracy_by_group(logits, test.digits, {"big": test.big, "small": ~test.big})
         row["gap"] = row["acc_big"] - row["acc_small"]
         w, b, eps = regularizer.scorer()
-        score = hidden @ w + b  # the head's decision f = (w.h + b)/eps has the same sign
+        score = features @ w + b  # the head's decision f = (w.h + b)/eps has the same sign
         row["head_f1"] = f1_score(score, test.big)
         row["head_f1_bound"] = hinge_f1_bound(score, test.big, eps)
         return row
@@ -95,13 +95,17 @@ def evaluation(regularizer: F1Regularizer, test: SMnist):
 
 
 def train_run(run: Run, train_set: SMnist, test_set: SMnist, schedule: Schedule,
-              checkpoint: Path | None = None) -> list[dict]:
-    """One run: its history rows, tagged with the run and its status."""
+              checkpoint: Path | None = None, f1_head: bool = True) -> list[dict]:
+    """One run: its history rows, tagged with the run and its status.
+
+    f1_head: the seed's one-unit F1 head on the shared layer (True), or the
+    regularizer's hyperplane over the 500 hidden units (see SharedHeadMLP).
+    """
     device = train_set.images.device
     schedule = replace(schedule, lr=schedule.lr * run.lr_scale)
     torch.manual_seed(run.seed)  # the same initial network for every method at a seed
-    model = SharedHeadMLP(in_features=train_set.images[0].numel()).to(device)
-    reg = F1Regularizer(train_set.big, features=model.hidden_features, variant=run.variant,
+    model = SharedHeadMLP(in_features=train_set.images[0].numel(), f1_head=f1_head).to(device)
+    reg = F1Regularizer(train_set.big, features=model.f1_features, variant=run.variant,
                         hyper=F1Hyper(beta=run.beta)).to(device)
     data = TensorData(train_set.images, train_set.digits, train_set.big)
     tag = {"run": run.label, **asdict(run), "variant": run.variant}
@@ -119,13 +123,13 @@ def train_run(run: Run, train_set: SMnist, test_set: SMnist, schedule: Schedule,
     return [{**tag, **row} for row in history]
 
 
-def _key(run: Run, schedule: Schedule, n_train: int) -> str:
-    text = json.dumps([asdict(run), schedule.as_dict(), n_train], sort_keys=True)
+def _key(run: Run, schedule: Schedule, n_train: int, f1_head: bool) -> str:
+    text = json.dumps([asdict(run), schedule.as_dict(), n_train, f1_head], sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def run_mnist_study(runs: list[Run], train_set: SMnist, test_set: SMnist, schedule: Schedule,
-                    work_dir: Path) -> pd.DataFrame:
+                    work_dir: Path, f1_head: bool = True) -> pd.DataFrame:
     """Every run's history, one row per run and outer loop.
 
     Nothing is lost to an interruption: a run in progress checkpoints after
@@ -137,12 +141,12 @@ def run_mnist_study(runs: list[Run], train_set: SMnist, test_set: SMnist, schedu
     work_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for run in tqdm(runs, desc="runs", disable=None):
-        key = _key(run, schedule, len(train_set))
+        key = _key(run, schedule, len(train_set), f1_head)
         done, ckpt = work_dir / f"{key}.json", work_dir / f"{key}.ckpt"
         if done.exists():
             rows += json.loads(done.read_text())
             continue
-        result = train_run(run, train_set, test_set, schedule, checkpoint=ckpt)
+        result = train_run(run, train_set, test_set, schedule, checkpoint=ckpt, f1_head=f1_head)
         tmp = done.with_suffix(".tmp")
         tmp.write_text(json.dumps(result))
         tmp.replace(done)

@@ -17,25 +17,29 @@ class FixedFeatures(nn.Module):
 
 
 class SharedHeadMLP(nn.Module):
-    """in -> hidden (ReLU) -> classes; the hidden layer is also the F1 features.
+    """in -> hidden (ReLU) -> classes, and the F1 features from the same hidden layer.
 
-    The seed's MNIST model (4096 -> 500 -> 10). Its F1 head, a 500 -> 1 linear
-    unit with bias on the shared hidden layer as in the successor's code, is the
-    regularizer's own hyperplane: build `F1Regularizer(positive,
-    features=model.hidden_features)`, whose (w, b) are that head. In the LP the
-    scorer w.x (+ b) is exactly what the F1 bound is computed for; a separate
-    nn.Linear head in front of it would parameterise the same line twice.
+    The seed's MNIST model (4096 -> 500 -> 10). The seed scores the F1 task as
+    w . h_F1 with h_F1 = fc_1(hidden), a one-unit linear head (with bias) on
+    the shared layer, and the LP's w a scalar on top: `f1_head=True`, the
+    default, returns that head's output and wants `F1Regularizer(positive,
+    features=model.f1_features)` with f1_features = 1. With `f1_head=False` the
+    500 hidden units themselves are the F1 features and the regularizer's
+    (w, b) is the head, trained at the LP's step size eta_w rather than
+    through the network's gradient (an alternative the MNIST notebook can run).
 
     The F1 term reaches the classifier only through the shared hidden layer:
     with no shared layer it could not change the classifier at all.
     """
 
-    def __init__(self, in_features: int = 4096, hidden: int = 500, classes: int = 10):
+    def __init__(self, in_features: int = 4096, hidden: int = 500, classes: int = 10,
+                 f1_head: bool = True):
         super().__init__()
-        self.hidden_features = hidden
         self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU())
         self.classifier = nn.Linear(hidden, classes)
+        self.f1_head = nn.Linear(hidden, 1) if f1_head else None
+        self.f1_features = 1 if f1_head else hidden
 
     def forward(self, x: Tensor):
         z = self.hidden(x)
-        return self.classifier(z), z
+        return self.classifier(z), (z if self.f1_head is None else self.f1_head(z))

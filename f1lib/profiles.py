@@ -48,6 +48,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "betas": [1e-4, 1e-3, 1e-2, 1e-1],
             "figure_beta": 1e-3,  # the seed's beta: the runs Figure 6's curves show
             "successor_baseline": True,  # also the baseline at the successor's lr / 10
+            "f1_head": True,  # the seed's 500 -> 1 F1 head; False: the LP's w over the 500 units
             "seeds": 5,
             "outer": 40,
             "inner": 600,

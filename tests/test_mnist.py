@@ -135,11 +135,11 @@ class SeparateHeads(nn.Module):
     def __init__(self, d=64, hidden=16):
         super().__init__()
         self.classifier = nn.Linear(d, 10)
-        self.f1_features = nn.Sequential(nn.Linear(d, hidden), nn.ReLU())
-        self.hidden_features = hidden
+        self.f1_branch = nn.Sequential(nn.Linear(d, hidden), nn.ReLU())
+        self.f1_features = hidden
 
     def forward(self, x):
-        return self.classifier(x), self.f1_features(x)
+        return self.classifier(x), self.f1_branch(x)
 
 
 def tiny_task(n=120, d=64, seed=0):
@@ -154,7 +154,7 @@ def logits_after(model_cls, data, variant=None, beta=1e-1):
     model = model_cls()
     reg = None
     if variant is not None:
-        reg = F1Regularizer(data.positive, features=model.hidden_features, variant=variant,
+        reg = F1Regularizer(data.positive, features=model.f1_features, variant=variant,
                             hyper=F1Hyper(beta=beta))
     train(model, data, reg, schedule=Schedule(outer=2, inner=15, batch_size=20, lr=0.1),
           progress=False)
@@ -169,10 +169,11 @@ def test_without_a_shared_layer_the_f1_term_cannot_change_the_classifier(variant
     assert torch.equal(logits_after(SeparateHeads, data, variant), plain)
 
 
+@pytest.mark.parametrize("f1_head", [True, False])
 @pytest.mark.parametrize("variant", ["paper", "stable"])
-def test_through_the_shared_layer_it_does(variant):
+def test_through_the_shared_layer_it_does(variant, f1_head):
     data = tiny_task()
-    model = lambda: SharedHeadMLP(in_features=64, hidden=16)  # noqa: E731
+    model = lambda: SharedHeadMLP(in_features=64, hidden=16, f1_head=f1_head)  # noqa: E731
     plain = logits_after(model, data)
     assert (logits_after(model, data, variant) - plain).abs().max() > 1e-4
 
