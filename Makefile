@@ -27,6 +27,7 @@ reproduce: $(STAMP)
 		$(if $(filter-out auto,$(PROFILE)),F1LIB_PROFILE=$(PROFILE)) \
 		$(BIN)/papermill "$$nb" "$$nb" --cwd book --kernel python3 --log-level WARNING; \
 	done
+	$(BIN)/python -m f1lib.ledger
 
 book: reproduce
 	$(BIN)/jupyter-book build -W --keep-going --all book/

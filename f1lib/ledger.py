@@ -1,0 +1,98 @@
+"""The claims ledger: each claim of the paper, what we measured, and a verdict.
+
+A notebook builds its claims with `claim(...)`, glues each field for the
+book's claims page (`glue`, pasted there with myst-nb's `{glue:text}` role)
+and stores them in its figure's JSON under results["claims"]. The README's
+table is made from those JSON files (`python -m f1lib.ledger`), never by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+VERDICTS = ("holds", "partly", "does not hold", "not testable here")
+START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+COLUMNS = ("claim", "paper", "measured", "setting", "verdict")
+
+
+def improvement_verdict(low: float, high: float) -> str:
+    """Verdict on "it improves" from the 95% interval of the improvement:
+    holds when the whole interval is above 0, does not hold when it is not."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return "not testable here"
+    return "holds" if low > 0 else "does not hold"
+
+
+def claim(key: str, claim: str, paper: str, measured: str, setting: str, verdict: str) -> dict:
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return {"key": key, "claim": claim, "paper": paper, "measured": measured,
+            "setting": setting, "verdict": verdict}
+
+
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, value) -> None:
+    """Store `value` in the notebook's output under `name`, undisplayed, in the
+    format myst-nb's glue reads (a scrapbook record). Written here so that a
+    notebook glues on machines without myst-nb too (the GPU machine has none);
+    outside IPython it does nothing."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    display({GLUE_PREFIX + "text/plain": repr(value)}, raw=True,
+            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
+
+
+def glue_claims(claims: list[dict]) -> None:
+    """Glue every field of every claim as `claim_<key>_<field>`."""
+    for row in claims:
+        for field in COLUMNS:
+            glue(f"claim_{row['key']}_{field}", row[field])
+
+
+def collect(figures: Path) -> list[dict]:
+    """Every claim recorded in figures/*.json, in file-name order."""
+    rows = []
+    for path in sorted(Path(figures).glob("*.json")):
+        record = json.loads(path.read_text())
+        for row in record.get("results", {}).get("claims", []):
+            rows.append({**row, "source": record["notebook"], "profile": record["profile"]})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = "| claim | the paper | measured here | setting | verdict |\n|---|---|---|---|---|\n"
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    return head + "".join(
+        "| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |\n" for r in rows)
+
+
+def update_readme(readme: Path, figures: Path) -> bool:
+    """Rewrite the table between the README's claims markers; True if it changed."""
+    text = Path(readme).read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{readme} has no {START} ... {END} section")
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    new = f"{before}{START}\n{markdown_table(collect(figures))}{END}{after}"
+    if new != text:
+        Path(readme).write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    from .provenance import repo_root
+
+    root = repo_root() or Path.cwd()
+    readme = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "README.md"
+    changed = update_readme(readme, root / "figures")
+    print(f"{readme}: claims table {'updated' if changed else 'unchanged'}")
