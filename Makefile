@@ -1,7 +1,9 @@
 # The two commands: `make book` and `make test`. Each sets itself up first.
 #   make reproduce PROFILE=smoke|quick|paper|auto   re-run every notebook in place
 #   make book                                      reproduce (profile auto), then build the HTML
-#   make test                                      unit tests, then nbval on every notebook (smoke)
+#   make html                                      build the HTML from the stored outputs
+#   make test                                      unit tests, nbval on every notebook (smoke),
+#                                                  then the built book in headless chromium
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,8 +11,13 @@ PROFILE ?= auto
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NOTEBOOKS := $(wildcard book/*.ipynb)
+# MathJax, served by the book itself (no CDN: the book and its browser test work offline),
+# from the npm registry's tarball, checked against the registry's published hash
+MATHJAX := book/_vendor/mathjax/tex-mml-chtml.js
+MATHJAX_URL := https://registry.npmjs.org/mathjax/-/mathjax-3.2.2.tgz
+MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
 
-.PHONY: setup reproduce book test clean
+.PHONY: setup reproduce book html test clean
 
 setup: $(STAMP)
 
@@ -29,12 +36,24 @@ reproduce: $(STAMP)
 	done
 	$(BIN)/python -m f1lib.ledger
 
-book: reproduce
+book: reproduce html
+
+# the HTML from the notebooks' stored outputs, without re-running them
+html: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build -W --keep-going --all book/
+
+$(MATHJAX):
+	mkdir -p $(dir $@)
+	curl -sSfL $(MATHJAX_URL) -o $(dir $@)mathjax.tgz
+	$(BIN)/python -c "import hashlib, sys; h = hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest(); sys.exit(h != sys.argv[2] and f'mathjax.tgz: sha256 {h}, expected {sys.argv[2]}')" $(dir $@)mathjax.tgz $(MATHJAX_SHA256)
+	tar xzf $(dir $@)mathjax.tgz -C $(dir $@) --strip-components=2 package/es5
+	rm $(dir $@)mathjax.tgz
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 	F1LIB_PROFILE=smoke $(BIN)/python -m pytest --nbval --nbval-current-env book/
+	$(MAKE) html
+	F1LIB_BROWSER=required $(BIN)/python -m pytest tests/test_browser.py
 
 clean:
 	rm -rf _build

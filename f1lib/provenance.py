@@ -168,4 +168,34 @@ class Provenance:
         }
         path = self.folder / f"{name}.json"
         path.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
+        _show_markdown(provenance_markdown(record))
         return path
+
+
+def provenance_markdown(record: dict) -> str:
+    """The provenance note printed under a figure, from its JSON record."""
+    git, device, lib = record["git"], record["device"], record["versions"]
+    commit = (git.get("commit") or "unknown")[:7]
+    if git.get("library_modified"):
+        commit += " with uncommitted changes to f1lib"
+    hardware = device.get("gpu") or f"CPU ({device.get('cpu_count')} cores)"
+    libraries = ", ".join(f"{k} {v}" for k, v in lib.items())
+    parameters = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in record["parameters"].items())
+    return (
+        f"**Provenance of `{record['figure']}`.** Made by `{record['notebook']}` under the "
+        f"`{record['profile']}` profile on {hardware}, at commit `{commit}`, on "
+        f"{record['date']}, in {record['wall_time_s']:g} s of notebook time. "
+        f"Parameters: {parameters}. Libraries: {libraries}. "
+        f"Data and record: `figures/{record['figure']}.*`."
+    )
+
+
+def _show_markdown(text: str) -> None:
+    """Display Markdown in a running notebook; elsewhere do nothing."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(Markdown(text))

@@ -43,3 +43,25 @@ def test_record_holds_what_made_the_figure(tmp_path, monkeypatch):
     assert record["device"]["torch_device"] in ("cpu", "cuda")
     assert record["wall_time_s"] >= 0 and record["date"].startswith("20")
     assert record["results"] == {"gap": 0.25, "bad": None}  # NaN is not valid JSON
+
+
+def test_the_note_under_a_figure_says_what_made_it():
+    from f1lib.provenance import provenance_markdown
+
+    record = {
+        "figure": "mnist", "notebook": "mnist.ipynb", "profile": "paper",
+        "parameters": {"seeds": 5, "betas": [0.001, 0.1]},
+        "git": {"commit": "0123456789abcdef", "library_modified": True},
+        "device": {"torch_device": "cuda", "cpu_count": 16, "gpu": "NVIDIA H100 80GB HBM3"},
+        "versions": {"python": "3.12.3", "torch": "2.11.0"},
+        "wall_time_s": 117.0, "date": "2026-11-27T02:31:38+00:00",
+    }
+    note = provenance_markdown(record)
+    for part in ("`mnist.ipynb`", "`paper` profile", "NVIDIA H100 80GB HBM3", "`0123456",
+                 "uncommitted changes", "2026-11-27T02:31:38+00:00", "117 s", "`seeds=5`",
+                 "`betas=[0.001, 0.1]`", "torch 2.11.0", "figures/mnist.*"):
+        assert part in note, part
+    cpu = dict(record, device={"torch_device": "cpu", "cpu_count": 2},
+               git={"commit": "abc", "library_modified": False})
+    assert "CPU (2 cores)" in provenance_markdown(cpu)
+    assert "uncommitted" not in provenance_markdown(cpu)
