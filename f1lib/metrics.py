@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -22,3 +23,56 @@ def accuracy_by_group(logits: Tensor, targets: Tensor, groups: dict[str, Tensor]
         mask = mask.bool()
         out[f"acc_{name}"] = (correct * mask).sum() / mask.sum()
     return out
+
+
+def sky_iou(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """IoU of sky and mean IoU over {background, sky}, pooled over every pixel of
+    the set (the standard segmentation IoU), from torchmetrics.
+
+    pred, target: (N, H, W) bool or {0, 1} masks, True on sky.
+    """
+    from torchmetrics.functional.classification import multiclass_jaccard_index
+
+    _check_masks(pred, target)
+    per_class = multiclass_jaccard_index(pred.long(), target.long(), num_classes=2,
+                                         average="none")
+    return {"iou_sky": per_class[1], "miou": per_class.mean()}
+
+
+def _intersection_union(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    _check_masks(pred, target)
+    pred, target = pred.bool().flatten(1), target.bool().flatten(1)
+    return (pred & target).sum(1), (pred | target).sum(1)
+
+
+def per_image_iou(pred: Tensor, target: Tensor) -> Tensor:
+    """(N,) IoU of sky in each image; 1 where both masks are empty (nothing to find,
+    nothing found)."""
+    inter, union = _intersection_union(pred, target)
+    ones = torch.ones_like(union, dtype=torch.float)
+    return torch.where(union > 0, inter / union.clamp(min=1), ones)
+
+
+THRESHOLDS = 10  # 0.50, 0.55, ..., 0.95
+
+
+def thresholded_iou(pred: Tensor, target: Tensor) -> Tensor:
+    """The successor's "mean IoU": per image, the fraction of the thresholds
+    0.50, 0.55, ..., 0.95 that its sky IoU exceeds, averaged over images; its
+    code computes ceil(clamp(20 (IoU - 0.5), 0, 10)) / 10 (REFERENCE.md). Not the
+    standard mean IoU.
+
+    Counted exactly, in integers (IoU > 0.5 + 0.05 k  <=>  20 inter > (10 + k) union):
+    in floating point the formula counts an IoU of exactly 0.55 as above 0.55.
+    """
+    inter, union = _intersection_union(pred, target)
+    k = torch.arange(THRESHOLDS, device=inter.device)
+    cleared = (20 * inter[:, None] > (10 + k) * union[:, None]).sum(1)
+    cleared = torch.where(union > 0, cleared, torch.full_like(cleared, THRESHOLDS))
+    return (cleared.float() / THRESHOLDS).mean()
+
+
+def _check_masks(pred: Tensor, target: Tensor) -> None:
+    if pred.shape != target.shape or pred.dim() != 3:
+        raise ValueError(f"masks must both be (N, H, W); got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")

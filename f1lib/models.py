@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -43,3 +44,101 @@ class SharedHeadMLP(nn.Module):
     def forward(self, x: Tensor):
         z = self.hidden(x)
         return self.classifier(z), (z if self.f1_head is None else self.f1_head(z))
+
+
+# VGG16's convolution blocks (Simonyan & Zisserman), SegNet's encoder
+VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class SegNet(nn.Module):
+    """SegNet (Badrinarayanan et al. 2017) with an F1 head: returns (logits, f1 score).
+
+    Encoder: VGG16's 13 conv3x3 + BN + ReLU layers in 5 blocks, each followed
+    by 2x2 max-pooling that keeps its indices. Decoder: the mirror image, each
+    block opened by max-unpooling with those indices and the pre-pooling size
+    (so odd sizes such as 426 come back exactly), its last conv narrowing to
+    the next block's width. A final 3x3 conv maps to `classes`.
+
+    F1 head: one linear unit on the globally averaged last decoder features,
+    the layer the segmentation output is read from. The successor's head was
+    one linear unit over the whole flattened decoder map (about 17M weights
+    at 426 x 640); averaging keeps the head small and independent of the
+    image size, and a linear function of the average is what an image's sky
+    fraction is, to first order.
+
+    width: multiplies every layer's channels (a slim network for CPU runs).
+    weights: None, or "imagenet" to start the encoder from torchvision's
+    ImageNet VGG16-BN weights (width 1 only; downloaded by torchvision).
+    """
+
+    def __init__(self, classes: int = 2, width: float = 1.0, in_channels: int = 3,
+                 weights: str | None = None):
+        super().__init__()
+        if not (isinstance(width, (int, float)) and width > 0):
+            raise ValueError(f"width must be > 0, got {width!r}")
+        if weights not in (None, "imagenet"):
+            raise ValueError(f"weights must be None or 'imagenet', got {weights!r}")
+        blocks = [tuple(max(1, round(c * width)) for c in block) for block in VGG16_BLOCKS]
+        self.encoder = nn.ModuleList()
+        c_in = in_channels
+        for block in blocks:
+            layers = []
+            for c_out in block:
+                layers.append(_conv_bn_relu(c_in, c_out))
+                c_in = c_out
+            self.encoder.append(nn.Sequential(*layers))
+        self.decoder = nn.ModuleList()
+        for k in reversed(range(len(blocks))):
+            block = blocks[k]
+            c_next = blocks[k - 1][-1] if k > 0 else block[0]
+            widths = list(block[:-1]) + [c_next]
+            layers, c = [], block[-1]
+            for c_out in widths:
+                layers.append(_conv_bn_relu(c, c_out))
+                c = c_out
+            self.decoder.append(nn.Sequential(*layers))
+        self.classifier = nn.Conv2d(blocks[0][0], classes, 3, padding=1)
+        self.f1_head = nn.Linear(blocks[0][0], 1)
+        self.f1_features = 1
+        if weights == "imagenet":
+            self.load_vgg16_bn_encoder()
+
+    def forward(self, x: Tensor):
+        if min(x.shape[-2:]) < 32:
+            raise ValueError(f"SegNet pools five times by 2: images need at least 32 x 32 "
+                             f"pixels, got {tuple(x.shape[-2:])}")
+        pooled = []
+        for block in self.encoder:
+            x = block(x)
+            size = x.shape[-2:]
+            x, index = F.max_pool2d(x, 2, 2, return_indices=True)
+            pooled.append((index, size))
+        for block, (index, size) in zip(self.decoder, reversed(pooled)):
+            x = F.max_unpool2d(x, index, 2, 2, output_size=size)
+            x = block(x)
+        return self.classifier(x), self.f1_head(x.mean(dim=(2, 3)))
+
+    def load_vgg16_bn_encoder(self) -> None:
+        """Copy torchvision's ImageNet VGG16-BN convolutions and BNs into the encoder."""
+        if self.encoder[0][0][0].out_channels != 64:
+            raise ValueError("ImageNet VGG16 weights fit width 1 only")
+        try:
+            from torchvision.models import VGG16_BN_Weights, vgg16_bn
+
+            vgg = vgg16_bn(weights=VGG16_BN_Weights.IMAGENET1K_V1)
+        except Exception as err:  # no torchvision, no internet, no cached weights
+            raise RuntimeError(
+                "could not load torchvision's ImageNet VGG16-BN weights "
+                f"({type(err).__name__}: {err}); they download to ~/.cache/torch/hub/checkpoints "
+                "(vgg16_bn-6c64b313.pth) where the internet allows; use weights=None to train "
+                "from scratch") from err
+        source = [m for m in vgg.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+        target = [m for block in self.encoder for layer in block for m in layer
+                  if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+        for src, dst in zip(source, target, strict=True):
+            dst.load_state_dict(src.state_dict())

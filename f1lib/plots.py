@@ -188,3 +188,50 @@ def sky_samples_figure(images, masks, fractions, threshold: float, columns: int 
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def segmentation_figure(history: pd.DataFrame, summary: pd.DataFrame):
+    """Figure 8: each method's mean IoU and the successor's thresholded IoU (final,
+    95% intervals over seeds), and mean IoU against the outer loop."""
+    style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.3]})
+    metrics = (("miou", "mean IoU (standard)"), ("thresholded_iou", "thresholded IoU (successor)"))
+    labels = summary["run"].tolist()
+    y = np.arange(len(labels))
+    for k, (column, name) in enumerate(metrics):
+        mean = summary[column].to_numpy()
+        err = np.vstack([mean - summary[f"{column}_low"], summary[f"{column}_high"] - mean])
+        left.errorbar(mean, y + (k - 0.5) * 0.25, xerr=np.where(np.isfinite(err), err, 0),
+                      fmt="o" if k == 0 else "s", capsize=3, label=name)
+    left.set_yticks(y, labels)
+    left.invert_yaxis()
+    left.set(xlabel="final score on the test images", title="Sky segmentation, per method")
+    left.legend(fontsize=8, loc="lower left")
+    runs = history[(history["status"] == "finished") & (history["outer"] > 0)]
+    for label, frame in runs.groupby("run", sort=False):
+        look = _method_style(frame["method"].iloc[0], frame["lr_scale"].iloc[0])
+        color = look.pop("color")
+        band(right, frame, "outer", "miou", label, color, **look)
+    right.set(xlabel="outer loop", ylabel="mean IoU", title="Mean IoU on the test images")
+    right.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def segmentation_samples_figure(images, truth, predictions: dict):
+    """The same test images for every method: image, true sky, each method's sky."""
+    style()
+    n = len(images)
+    columns = 2 + len(predictions)
+    fig, axes = plt.subplots(n, columns, figsize=(1.9 * columns, 1.5 * n), squeeze=False)
+    titles = ["image", "true sky", *predictions]
+    for row in range(n):
+        panels = [images[row].permute(1, 2, 0).cpu().numpy(), truth[row].cpu().numpy(),
+                  *(masks[row].cpu().numpy() for masks in predictions.values())]
+        for ax, panel in zip(axes[row], panels):
+            ax.imshow(panel, cmap=None if panel.ndim == 3 else "Blues", vmin=0, vmax=1)
+            ax.axis("off")
+    for ax, title in zip(axes[0], titles):
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig

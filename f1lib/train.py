@@ -100,19 +100,24 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def make_step(model: nn.Module, data: TensorData, regularizer: F1Regularizer | None,
-              optimizer: torch.optim.Optimizer, task_loss: Callable[[Tensor, Tensor], Tensor]):
+              optimizer: torch.optim.Optimizer, task_loss: Callable[[Tensor, Tensor], Tensor],
+              bf16: bool = False):
     """Algorithm 1's inner step on the minibatch `idx`: returns (task loss, Lagrangian).
 
     Both come back as device tensors: nothing here waits for the device, so
-    the step can run ahead of it, or be captured in a CUDA graph.
+    the step can run ahead of it, or be captured in a CUDA graph. With `bf16`
+    the model and the task loss run under bfloat16 autocast; the regularizer
+    always computes in float32.
     """
-    zero = torch.zeros((), device=data.inputs.device)
+    device = data.inputs.device
+    zero = torch.zeros((), device=device)
 
     def step(idx: Tensor) -> tuple[Tensor, Tensor]:
-        task_output, f1_output = model(data.inputs[idx])
-        task = zero
-        if task_output is not None and data.targets is not None:
-            task = task_loss(task_output, data.targets[idx])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            task_output, f1_output = model(data.inputs[idx])
+            task = zero
+            if task_output is not None and data.targets is not None:
+                task = task_loss(task_output, data.targets[idx])
         loss, lagrangian = task, zero
         if regularizer is not None:
             # train() checked every label against the table before the first step
@@ -139,6 +144,7 @@ def train(
     evaluate: Callable[[nn.Module], dict] | None = None,
     checkpoint: str | os.PathLike | None = None,
     progress: bool | None = None,
+    bf16: bool = False,
 ) -> list[dict]:
     """Run Algorithm 1 and return the history, one dict per outer loop.
 
@@ -154,6 +160,7 @@ def train(
         checkpoint: a file written after every outer loop; if it exists, the
             run resumes from it and ends as an uninterrupted run would.
         progress: tqdm bar; None shows it on a terminal only.
+        bf16: run the model under bfloat16 autocast (for convolutions on CUDA).
     """
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be an f1lib.Schedule, got {type(schedule).__name__}")
@@ -193,7 +200,7 @@ def train(
         history, start = state["history"], state["outer"]
 
     params = [p for g in groups for p in g["params"]]
-    step_fn = make_step(model, data, regularizer, optimizer, task_loss)
+    step_fn = make_step(model, data, regularizer, optimizer, task_loss, bf16)
     every = max(1, schedule.inner // 20)
     bar = tqdm(total=schedule.outer * schedule.inner, initial=start * schedule.inner,
                disable=None if progress is None else not progress, desc="train", unit="step")

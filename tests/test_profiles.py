@@ -51,3 +51,11 @@ def test_the_mnist_paper_profile_is_the_seeds_schedule_and_sweep():
     assert paper["n_train_digits"] == 0  # every digit of the source
     with pytest.raises(ValueError, match="must be float"):
         profile_config("mnist", "smoke", lr="fast")
+
+
+def test_the_segmentation_paper_profile_is_the_seeds_schedule():
+    _, paper = profile_config("sky_segmentation", "paper")
+    assert (paper["outer"], paper["inner"], paper["batch_size"], paper["lr"]) == (40, 600, 7, 0.01)
+    assert 1e-3 in paper["betas"] and paper["seeds"] >= 2 and paper["width"] == 1.0
+    _, quick = profile_config("sky_segmentation", "quick")
+    assert quick["source"] == "procedural"  # offline

@@ -18,3 +18,12 @@ def test_degenerate_inputs():
     assert math.isnan(mean_ci([1.0, float("nan")])[0])
     with pytest.raises(ValueError):
         mean_ci([])
+
+
+def test_format_ci_writes_mean_and_interval():
+    from f1lib.stats import format_ci
+
+    assert format_ci(0.8375, 0.8266, 0.8484) == "0.8375 [0.8266, 0.8484]"
+    assert format_ci(-0.0003, -0.0011, 0.0004, digits=2, scale=100, signed=True) == \
+        "-0.03 [-0.11, +0.04]"
+    assert format_ci(0.5, float("nan"), float("nan"), digits=1) == "0.5"

@@ -497,3 +497,68 @@ class ProceduralSky:
             sky, _ = self._masks(scenes, self._ground_line(scenes))
             out.append(sky.float().mean(dim=(1, 2)))
         return torch.cat(out) if out else torch.zeros(0)
+
+
+def load_batches(dataset, indices=None, chunk: int = 256) -> SkyBatch:
+    """Images `indices` (default: all) of either source as one SkyBatch, made
+    `chunk` images at a time (a progress bar on a terminal)."""
+    from tqdm import tqdm
+
+    index = _check_indices(range(len(dataset)) if indices is None else indices, len(dataset))
+    parts = [dataset.batch(part) for part in tqdm(index.split(chunk), desc="sky images",
+                                                   disable=None)]
+    if not parts:
+        raise ValueError("no images selected")
+    return SkyBatch(*(torch.cat([getattr(p, f) for p in parts])
+                      for f in ("images", "masks", "fractions", "big", "index")))
+
+
+SOURCES = ("auto", "procedural", "coco")
+PROCEDURAL_TEST_SEED_OFFSET = 1_000_000  # test scenes never repeat a training scene
+
+
+def sky_datasets(source: str = "auto", size: tuple[int, int] = (128, 192), n_train: int = 0,
+                 n_test: int = 0, seed: int = 0, threshold: float = BIG_THRESHOLD,
+                 coco_annotations: str | os.PathLike | None = None,
+                 coco_images: str | os.PathLike | None = None, selection: str = "both"):
+    """(train set, test set, train indices, test indices, description) from `source`.
+
+    "coco": COCO-Stuff train and val, needing stuff_{train,val}2017.json in
+    `coco_annotations` (default: where `default_stuff_annotations` looks) and
+    train2017/ and val2017/ in `coco_images` (default: the same folder).
+    "procedural": ProceduralSky, n_train and n_test scenes (0: COCO-Stuff's
+    3,654 train images of the successor's selection, and 500). "auto": COCO-Stuff
+    when all of it is there, else procedural. n_train / n_test > 0 caps COCO too.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"unknown sky source {source!r}; expected one of {SOURCES}")
+    annotations = Path(coco_annotations) if coco_annotations else default_stuff_annotations().parent
+    images = Path(coco_images) if coco_images else annotations
+    needed = [annotations / "stuff_train2017.json", annotations / "stuff_val2017.json",
+              images / "train2017", images / "val2017"]
+    have_coco = all(p.exists() for p in needed)
+    if source == "coco" and not have_coco:
+        missing = ", ".join(str(p) for p in needed if not p.exists())
+        raise FileNotFoundError(
+            f"COCO-Stuff is incomplete, missing: {missing}. Unzip "
+            f"{STUFF_URL}stuff_annotations_trainval2017.zip and {IMAGES_URL}train2017.zip / "
+            "val2017.zip there (or pass coco_annotations= and coco_images=); source='procedural' "
+            "works offline.")
+    if source == "coco" or (source == "auto" and have_coco):
+        train = CocoStuffSky(needed[0], needed[2], selection, size, threshold)
+        test = CocoStuffSky(needed[1], needed[3], selection, size, threshold)
+        description = (f"COCO-Stuff 2017 ({selection!r} selection): {len(train):,} train and "
+                       f"{len(test):,} val images from {annotations}")
+        train_idx = range(min(n_train, len(train)) if n_train else len(train))
+        test_idx = range(min(n_test, len(test)) if n_test else len(test))
+        return train, test, train_idx, test_idx, description
+    n_train = n_train or COCO_STUFF_TRAIN["images"]
+    n_test = n_test or 500
+    train = ProceduralSky(n_train, size, seed, threshold)
+    test = ProceduralSky(n_test, size, seed + PROCEDURAL_TEST_SEED_OFFSET, threshold)
+    why = "" if source == "procedural" else (
+        f" (auto: COCO-Stuff is not complete under {annotations}; see sky_datasets)")
+    description = (f"procedural sky scenes (synthetic, f1lib.data.sky.ProceduralSky): {n_train:,} "
+                   f"train (seed {seed}) and {n_test:,} test (seed "
+                   f"{seed + PROCEDURAL_TEST_SEED_OFFSET}){why}")
+    return train, test, range(n_train), range(n_test), description

@@ -1,0 +1,127 @@
+"""Does F1 regularization help SegNet find the sky? The runs behind book/sky_segmentation.ipynb.
+
+The runs and their comparison are f1lib.study's: baseline (beta = 0) and the
+F1 variants, the same SGD step for all. The successor (Ravi et al. 2020)
+trained its sky baseline with Adam and its F1 runs with plain SGD.
+The F1 positives I+ are the "big" images, sky fraction >= 0.6.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import F1Hyper, Schedule
+from .data.sky import SkyBatch
+from .lp import f1_score
+from .metrics import sky_iou, thresholded_iou
+from .models import SegNet
+from .regularizer import F1Regularizer
+from .study import Run, run_study, tagged_history
+from .train import TensorData, train
+
+# what the notebook summarises, per method
+SUMMARY_COLUMNS = ("miou", "iou_sky", "thresholded_iou", "miou_big", "miou_small", "head_f1",
+                   "violation")
+
+
+@dataclass
+class SkySet:
+    """Images as float in [0, 1] (channels_last on CUDA), masks as class indices, on one device."""
+
+    images: Tensor  # (N, 3, H, W) float32
+    masks: Tensor  # (N, H, W) int64, 1 on sky
+    big: Tensor  # (N,) bool, the F1 positives
+
+    @classmethod
+    def from_batch(cls, batch: SkyBatch, device) -> "SkySet":
+        images = batch.images.to(device).float().div_(255)
+        if torch.device(device).type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        return cls(images, batch.masks.to(device).long(), batch.big.to(device))
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@torch.no_grad()
+def predict(model, images: Tensor, chunk: int = 32) -> tuple[Tensor, Tensor]:
+    """(sky masks, F1-head outputs) of `images`, `chunk` images at a time."""
+    masks, heads = [], []
+    for part in images.split(chunk):
+        logits, head = model(part)
+        masks.append(logits.argmax(1).bool())
+        heads.append(head.float())
+    return torch.cat(masks), torch.cat(heads)
+
+
+def evaluation(regularizer: F1Regularizer, test: SkySet):
+    """evaluate(model) for f1lib.train: IoU of sky, mean IoU over {background, sky}
+    (pooled over all test pixels; also on big and small images apart), the
+    successor's thresholded IoU, and the F1 of the head's big/small call."""
+
+    def evaluate(model) -> dict:
+        pred, head = predict(model, test.images)
+        truth = test.masks.bool()
+        row = sky_iou(pred, truth)
+        row["thresholded_iou"] = thresholded_iou(pred, truth)
+        for name, group in (("big", test.big), ("small", ~test.big)):
+            row[f"miou_{name}"] = (sky_iou(pred[group], truth[group])["miou"] if group.any()
+                                   else torch.tensor(float("nan")))
+        w, b, _ = regularizer.scorer()
+        row["head_f1"] = f1_score(head @ w + b, test.big)
+        return row
+
+    return evaluate
+
+
+def pack_masks(masks: Tensor) -> str:
+    """Boolean masks as base64 of their packed bits (for the history rows)."""
+    return base64.b64encode(np.packbits(masks.cpu().numpy().astype(bool)).tobytes()).decode()
+
+
+def unpack_masks(text: str, shape: tuple[int, ...]) -> Tensor:
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))
+    return torch.from_numpy(bits[: int(np.prod(shape))].reshape(shape).astype(bool))
+
+
+def train_run(run: Run, train_set: SkySet, test_set: SkySet, schedule: Schedule, width: float,
+              checkpoint: Path | None = None, samples: int = 4) -> list[dict]:
+    """One run: its history rows; the last one also holds the final model's
+    masks of the first `samples` test images (`pack_masks`)."""
+    device = train_set.images.device
+    torch.manual_seed(run.seed)  # the same initial network for every method at a seed
+    model = SegNet(width=width).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    reg = F1Regularizer(train_set.big, features=model.f1_features, variant=run.variant,
+                        hyper=F1Hyper(beta=run.beta)).to(device)
+    data = TensorData(train_set.images, train_set.masks, train_set.big)
+    rows = tagged_history(run, lambda: train(model, data, reg, schedule=schedule, seed=run.seed,
+                                             task_loss=F.cross_entropy,
+                                             evaluate=evaluation(reg, test_set),
+                                             checkpoint=checkpoint, bf16=cuda))
+    if rows[-1]["status"] == "finished" and samples:
+        model.eval()
+        masks, _ = predict(model, test_set.images[:samples])
+        rows[-1]["sample_masks"] = pack_masks(masks)
+    return rows
+
+
+def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: Schedule,
+                  work_dir: Path, width: float, samples: int = 4) -> pd.DataFrame:
+    """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study)."""
+    def train_one(run: Run, checkpoint: Path) -> list[dict]:
+        return train_run(run, train_set, test_set, schedule, width, checkpoint, samples)
+
+    setting = [schedule.as_dict(), len(train_set), tuple(train_set.images.shape[-2:]), width,
+               samples]
+    return run_study(runs, train_one, work_dir, setting)

@@ -1,0 +1,167 @@
+"""SegNet, the segmentation metrics against hand-counted masks, and the sky study."""
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from f1lib import Schedule, TensorData, train
+from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datasets
+from f1lib.metrics import per_image_iou, sky_iou, thresholded_iou
+from f1lib.models import SegNet
+from f1lib.sky_study import SkySet, pack_masks, train_run, unpack_masks
+from f1lib.study import Run
+
+
+# ------------------------------------------------------------------ SegNet
+def test_segnet_at_width_1_has_segnets_29_4_million_parameters():
+    count = sum(p.numel() for p in SegNet().parameters())
+    assert abs(count - 29.4e6) < 0.15e6, count  # SegNet with BN (Badrinarayanan et al. 2017)
+
+
+@pytest.mark.parametrize("size", [(32, 48), (53, 80), (37, 45)])
+def test_segnet_returns_a_map_of_the_inputs_size_and_one_f1_score(size):
+    # odd sizes (426 x 640 halves to 213, then 106...) come back exactly through unpooling
+    model = SegNet(width=0.125).eval()
+    logits, score = model(torch.rand(3, 3, *size))
+    assert logits.shape == (3, 2, *size)
+    assert score.shape == (3, 1)
+
+
+def test_segnet_says_when_an_image_is_too_small_for_five_poolings():
+    with pytest.raises(ValueError, match="at least 32 x 32"):
+        SegNet(width=0.125)(torch.rand(1, 3, 27, 41))
+
+
+def test_segnet_width_scales_the_channels_and_bad_settings_raise():
+    slim = SegNet(width=0.25)
+    assert slim.encoder[0][0][0].out_channels == 16 and slim.encoder[4][0][0].out_channels == 128
+    with pytest.raises(ValueError, match="width"):
+        SegNet(width=0)
+    with pytest.raises(ValueError, match="weights"):
+        SegNet(weights="coco")
+    with pytest.raises(ValueError, match="width 1"):
+        SegNet(width=0.5).load_vgg16_bn_encoder()
+
+
+def test_missing_imagenet_weights_say_what_to_do(monkeypatch):
+    import torchvision.models
+
+    def offline(**kwargs):
+        raise OSError("no internet")
+
+    monkeypatch.setattr(torchvision.models, "vgg16_bn", offline)
+    with pytest.raises(RuntimeError, match="vgg16_bn-6c64b313.pth.*weights=None"):
+        SegNet(weights="imagenet")
+
+
+# ------------------------------------------------------------------ metrics
+def masks(*rows):
+    return torch.tensor(rows, dtype=torch.bool)
+
+
+def test_iou_matches_a_hand_count():
+    truth = torch.zeros(2, 4, 4, dtype=torch.bool)
+    truth[0, :2] = True  # 8 sky pixels
+    pred = torch.zeros(2, 4, 4, dtype=torch.bool)
+    pred[0, 0] = True  # 4 of them found
+    pred[0, 2, 0] = True  # and 1 false alarm
+    iou = sky_iou(pred, truth)
+    assert iou["iou_sky"].item() == pytest.approx(4 / 9)  # intersection 4, union 9
+    # background: 32 - 9 = 23 pixels in both, 32 - 4 = 28 in either
+    assert iou["miou"].item() == pytest.approx((4 / 9 + 23 / 28) / 2)
+    # per image: image 1 has no sky and none is predicted: nothing to find, nothing found
+    assert per_image_iou(pred, truth).tolist() == pytest.approx([4 / 9, 1.0])
+    with pytest.raises(ValueError, match="masks"):
+        sky_iou(pred[0], truth)
+
+
+def test_thresholded_iou_counts_the_thresholds_an_image_clears():
+    def image_with_iou(k):  # a 20-pixel sky of which the prediction finds k: IoU k / 20
+        truth = torch.zeros(1, 4, 5, dtype=torch.bool).fill_(True)
+        pred = torch.zeros(1, 4, 5, dtype=torch.bool)
+        pred.view(-1)[:k] = True
+        return pred, truth
+
+    # IoU 0.50 clears no threshold of 0.50:0.05:0.95; 0.55 clears 0.50 only (strictly above),
+    # 0.60 clears 0.50 and 0.55; 0.95 all but 0.95; 1.0 all ten
+    for k, expected in [(10, 0.0), (11, 0.1), (12, 0.2), (19, 0.9), (20, 1.0), (5, 0.0)]:
+        assert thresholded_iou(*image_with_iou(k)).item() == pytest.approx(expected), k
+    pred = torch.cat([image_with_iou(11)[0], image_with_iou(20)[0]])
+    truth = torch.cat([image_with_iou(11)[1], image_with_iou(20)[1]])
+    assert thresholded_iou(pred, truth).item() == pytest.approx((0.1 + 1.0) / 2)
+
+
+# ------------------------------------------------------------------ training
+class AutocastProbe(nn.Module):
+    """Records whether its forward ran under CPU autocast."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(torch.is_autocast_enabled("cpu"))
+        out = self.linear(x)
+        return out, out[:, :1]
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_bf16_runs_the_model_under_autocast(bf16):
+    model = AutocastProbe()
+    data = TensorData(torch.rand(8, 4), torch.randint(0, 2, (8,)), torch.arange(8) < 4)
+    train(model, data, None, schedule=Schedule(outer=1, inner=2, batch_size=4), progress=False,
+          bf16=bf16)
+    assert model.seen == [bf16, bf16]
+
+
+def tiny_sky(n_train=28, n_test=7, size=(32, 48)):
+    train_b = load_batches(ProceduralSky(n_train, size=size))
+    test_b = load_batches(ProceduralSky(n_test, size=size, seed=9))
+    return SkySet.from_batch(train_b, "cpu"), SkySet.from_batch(test_b, "cpu")
+
+
+def test_a_run_scores_its_masks_and_keeps_the_samples():
+    train_set, test_set = tiny_sky()
+    rows = train_run(Run("stable", 1e-3, 0), train_set, test_set,
+                     Schedule(outer=2, inner=2, batch_size=7), width=0.125, samples=3)
+    assert [r["outer"] for r in rows] == [1, 2]
+    for key in ("miou", "iou_sky", "thresholded_iou", "miou_small", "head_f1"):
+        assert 0 <= rows[-1][key] <= 1, key
+    assert "sample_masks" in rows[-1] and "sample_masks" not in rows[0]
+    masks = unpack_masks(rows[-1]["sample_masks"], (3, 32, 48))
+    assert masks.dtype == torch.bool and masks.shape == (3, 32, 48)
+
+
+def test_packed_masks_round_trip():
+    m = torch.rand(3, 7, 9) > 0.5
+    assert torch.equal(unpack_masks(pack_masks(m), (3, 7, 9)), m)
+
+
+# ------------------------------------------------------------------ sources
+def test_procedural_is_the_offline_default_and_coco_when_asked_must_be_complete(tmp_path):
+    train_ds, test_ds, train_idx, test_idx, text = sky_datasets("auto", (32, 48),
+                                                                coco_annotations=tmp_path)
+    assert isinstance(train_ds, ProceduralSky) and len(train_idx) == 3654 and len(test_idx) == 500
+    assert "synthetic" in text and "auto" in text
+    assert train_ds.seed != test_ds.seed  # the test scenes are not training scenes
+    with pytest.raises(FileNotFoundError, match="stuff_train2017.json"):
+        sky_datasets("coco", coco_annotations=tmp_path)
+    with pytest.raises(ValueError, match="unknown sky source"):
+        sky_datasets("imagenet")
+
+
+def test_auto_takes_coco_stuff_when_all_of_it_is_there(tmp_path):
+    from test_sky import stuff_file  # a COCO-format stuff file with RLE masks
+
+    path, _ = stuff_file(tmp_path)
+    shutil.copy(path, tmp_path / "stuff_train2017.json")
+    for split in ("train2017", "val2017"):
+        (tmp_path / split).mkdir()
+    train_ds, test_ds, train_idx, test_idx, text = sky_datasets(
+        "auto", (10, 15), coco_annotations=tmp_path, selection="any")
+    assert isinstance(train_ds, CocoStuffSky) and isinstance(test_ds, CocoStuffSky)
+    assert len(train_idx) == 2 and "COCO-Stuff" in text
