@@ -18,12 +18,19 @@ START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 COLUMNS = ("claim", "paper", "measured", "setting", "verdict")
 
 
-def improvement_verdict(low: float, high: float) -> str:
-    """Verdict on "it improves" from the 95% interval of the improvement:
-    holds when the whole interval is above 0, does not hold when it is not."""
+def improvement_verdict(low: float, high: float, claimed: float) -> str:
+    """Verdict on "it improves by `claimed`" from the 95% interval of the improvement.
+
+    holds               the whole interval is above 0: an improvement is measured;
+    does not hold       the whole interval is below the claimed gain: a gain of
+                        that size is ruled out;
+    not testable here   neither: the interval is too wide to tell (or there is none).
+    """
     if not (math.isfinite(low) and math.isfinite(high)):
         return "not testable here"
-    return "holds" if low > 0 else "does not hold"
+    if low > 0:
+        return "holds"
+    return "does not hold" if high < claimed else "not testable here"
 
 
 def claim(key: str, claim: str, paper: str, measured: str, setting: str, verdict: str) -> dict:

@@ -8,11 +8,13 @@ from f1lib.ledger import (END, START, claim, collect, improvement_verdict, markd
                           update_readme)
 
 
-def test_an_improvement_holds_only_when_its_whole_interval_is_above_zero():
-    assert improvement_verdict(0.001, 0.02) == "holds"
-    assert improvement_verdict(-0.001, 0.02) == "does not hold"  # no measurable gain
-    assert improvement_verdict(-0.03, -0.01) == "does not hold"
-    assert improvement_verdict(float("nan"), float("nan")) == "not testable here"  # one seed
+def test_an_improvement_holds_above_zero_and_fails_below_the_claimed_gain():
+    claimed = 0.04
+    assert improvement_verdict(0.001, 0.02, claimed) == "holds"  # measured, if smaller
+    assert improvement_verdict(-0.001, 0.02, claimed) == "does not hold"  # +4 ruled out
+    assert improvement_verdict(-0.03, -0.01, claimed) == "does not hold"  # it hurts
+    assert improvement_verdict(-0.16, 0.24, claimed) == "not testable here"  # too wide
+    assert improvement_verdict(float("nan"), float("nan"), claimed) == "not testable here"
 
 
 def test_a_claim_needs_a_known_verdict():
