@@ -206,7 +206,8 @@ def segmentation_figure(history: pd.DataFrame, summary: pd.DataFrame):
     left.set_yticks(y, labels)
     left.invert_yaxis()
     left.set(xlabel="final score on the test images", title="Sky segmentation, per method")
-    left.legend(fontsize=8, loc="lower left")
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2,
+                frameon=False)  # below the axes: inside, it hides a point
     runs = history[(history["status"] == "finished") & (history["outer"] > 0)]
     for label, frame in runs.groupby("run", sort=False):
         look = _method_style(frame["method"].iloc[0], frame["lr_scale"].iloc[0])
