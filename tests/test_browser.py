@@ -50,7 +50,7 @@ def pages() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def browser_page():
+def browser_site():
     reason = _missing()
     if reason:
         if REQUIRED:
@@ -64,10 +64,19 @@ def browser_page():
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        yield page, f"http://127.0.0.1:{server.server_address[1]}"
+        yield browser, f"http://127.0.0.1:{server.server_address[1]}"
         browser.close()
     server.shutdown()
+
+
+@pytest.fixture
+def browser_page(browser_site):
+    """A fresh page per test: a page reused across tests would report the requests
+    that its next navigation aborts (a favicon still loading) to the next test."""
+    browser, base = browser_site
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    yield page, base
+    page.close()
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
