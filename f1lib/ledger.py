@@ -33,6 +33,18 @@ def improvement_verdict(low: float, high: float, claimed: float) -> str:
     return "does not hold" if high < claimed else "not testable here"
 
 
+def combined_verdict(verdicts: list[str]) -> str:
+    """One verdict for a claim measured several ways (variants, problems): holds if
+    all hold, partly if some do, does not hold if all fail, else not testable here."""
+    if verdicts and all(v == "holds" for v in verdicts):
+        return "holds"
+    if "holds" in verdicts:
+        return "partly"
+    if verdicts and all(v == "does not hold" for v in verdicts):
+        return "does not hold"
+    return "not testable here"
+
+
 def claim(key: str, claim: str, paper: str, measured: str, setting: str, verdict: str) -> dict:
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")

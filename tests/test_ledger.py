@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from f1lib.ledger import (END, START, claim, collect, improvement_verdict, markdown_table,
-                          update_readme)
+from f1lib.ledger import (END, START, claim, collect, combined_verdict, improvement_verdict,
+                          markdown_table, update_readme)
 
 
 def test_an_improvement_holds_above_zero_and_fails_below_the_claimed_gain():
@@ -59,3 +59,12 @@ def test_the_readme_shows_the_claims_that_figures_record():
     text = (root / "README.md").read_text()
     section = text.split(START, 1)[1].split(END, 1)[0]
     assert section.strip() == table.strip(), "README is stale: run python -m f1lib.ledger"
+
+
+def test_a_claim_measured_several_ways_gets_one_verdict():
+    assert combined_verdict(["holds", "holds"]) == "holds"
+    assert combined_verdict(["holds", "not testable here"]) == "partly"
+    assert combined_verdict(["holds", "does not hold"]) == "partly"
+    assert combined_verdict(["does not hold", "does not hold"]) == "does not hold"
+    assert combined_verdict(["does not hold", "not testable here"]) == "not testable here"
+    assert combined_verdict([]) == "not testable here"
