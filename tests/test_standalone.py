@@ -21,7 +21,7 @@ pytest.importorskip("papermill")
 def wheel_site(tmp_path_factory) -> Path:
     """f1lib built into a wheel and unpacked into a folder of its own."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                     "-q", "-w", str(out), str(ROOT)], check=True)
     wheels = list(out.glob("f1lib-*.whl"))
     assert len(wheels) == 1, wheels
