@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from f1lib import F1Hyper, F1Regularizer, SharedHeadMLP, TensorData, batch_order
 from f1lib.train import make_step
+from timing import clock
 
 
 def build(variant: str | None, n: int, device: str):
@@ -35,12 +36,6 @@ def build(variant: str | None, n: int, device: str):
         groups += reg.param_groups()
     optimizer = torch.optim.SGD(groups)
     return make_step(model, data, reg, optimizer, F.cross_entropy)
-
-
-def clock(device: str) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 def time_eager(step, order, device) -> float:

@@ -8,20 +8,18 @@ more run ("baseline, lr x 0.1") to show what the step size alone does.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import torch
 
-from .config import F1Hyper, Schedule
+from .config import Schedule
 from .data.mnist import SMnist
 from .lp import f1_score, hinge_f1_bound
 from .metrics import accuracy_by_group
 from .models import SharedHeadMLP
 from .regularizer import F1Regularizer
-from .study import Run, run_study, tagged_history
-from .train import TensorData, train
+from .study import Run, run_study, train_together
+from .train import TensorData
 
 
 def evaluation(regularizer: F1Regularizer, test: SMnist):
@@ -41,32 +39,41 @@ def evaluation(regularizer: F1Regularizer, test: SMnist):
     return evaluate
 
 
-def train_run(run: Run, train_set: SMnist, test_set: SMnist, schedule: Schedule,
-              checkpoint: Path | None = None, f1_head: bool = True) -> list[dict]:
-    """One run: its history rows, tagged with the run and its status.
+def train_batch(runs: list[Run], train_set: SMnist, test_set: SMnist, schedule: Schedule,
+                checkpoint: Path | None = None, f1_head: bool = True,
+                graph: bool = False) -> list[list[dict]]:
+    """Runs of one batch key (f1lib.study.batch_key), trained together: each
+    run's history rows, tagged with the run and its status.
 
     f1_head: the seed's one-unit F1 head on the shared layer (True), or the
     regularizer's hyperplane over the 500 hidden units (see SharedHeadMLP).
+    graph: replay the inner step as a CUDA graph (CUDA only).
     """
     device = train_set.images.device
-    schedule = replace(schedule, lr=schedule.lr * run.lr_scale)
-    torch.manual_seed(run.seed)  # the same initial network for every method at a seed
-    model = SharedHeadMLP(in_features=train_set.images[0].numel(), f1_head=f1_head).to(device)
-    reg = F1Regularizer(train_set.big, features=model.f1_features, variant=run.variant,
-                        hyper=F1Hyper(beta=run.beta)).to(device)
+    in_features = train_set.images[0].numel()
     data = TensorData(train_set.images, train_set.digits, train_set.big)
-    return tagged_history(run, lambda: train(model, data, reg, schedule=schedule, seed=run.seed,
-                                             evaluate=evaluation(reg, test_set),
-                                             checkpoint=checkpoint))
+    rows, _ = train_together(
+        runs, lambda: SharedHeadMLP(in_features=in_features, f1_head=f1_head).to(device), data,
+        schedule, lambda reg: evaluation(reg, test_set), checkpoint, graph=graph)
+    return rows
 
 
 def run_mnist_study(runs: list[Run], train_set: SMnist, test_set: SMnist, schedule: Schedule,
-                    work_dir: Path, f1_head: bool = True) -> pd.DataFrame:
-    """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study)."""
-    def train_one(run: Run, checkpoint: Path) -> list[dict]:
-        return train_run(run, train_set, test_set, schedule, checkpoint, f1_head)
+                    work_dir: Path, f1_head: bool = True, graph: bool = False) -> pd.DataFrame:
+    """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study).
 
-    return run_study(runs, train_one, work_dir, [schedule.as_dict(), len(train_set), f1_head])
+    On CUDA, runs that differ in seed and beta only train together: the step
+    is launch-bound there, and R stacked runs cost about one. On the CPU the
+    step is compute-bound and the stacked (batched) matrix products are
+    slower than separate ones (benchmarks/RESULTS.md), so runs train one at a
+    time; either way each run's result is the same, to rounding.
+    """
+    def train_one_batch(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
+        return train_batch(batch, train_set, test_set, schedule, checkpoint, f1_head, graph)
+
+    together = train_set.images.device.type == "cuda"
+    return run_study(runs, train_one_batch, work_dir, [schedule.as_dict(), len(train_set), f1_head],
+                     together=together)
 
 
 # what the notebook summarises, per method

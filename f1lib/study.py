@@ -11,9 +11,11 @@ runs differ in the F1 term only:
   paper     the seed's equations and step sizes (F1Regularizer variant "paper").
   stable    the corrected Lagrangian (variant "stable").
 
-A run's results are history rows (one per outer loop). `run_study` keeps
-every finished run and the checkpoint of the one in progress in a folder, so
-an interrupted study resumes where it stopped.
+A run's results are history rows (one per outer loop). Runs that differ in
+seed and beta only train together (`train_together`, through
+f1lib.train.train_runs). `run_study` keeps every finished run and the
+checkpoint of the batch in progress in a folder, so an interrupted study
+resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -21,15 +23,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+import torch
+from torch import nn
 from tqdm import tqdm
 
+from .config import F1Hyper, Schedule
+from .regularizer import F1Regularizer
 from .stats import mean_ci
-from .train import NonFiniteError
+from .train import NonFiniteError, TensorData, train_runs
 
 METHODS = ("baseline", "paper", "stable")
 
@@ -70,51 +76,97 @@ def run_matrix(variants: list[str], betas: list[float], seeds: int,
     return [Run(m, b, s, scale) for s in range(seeds) for m, b, scale in methods]
 
 
-def tagged_history(run: Run, train: Callable[[], list[dict]]) -> list[dict]:
-    """Run `train()` and tag its history rows with the run, its status and wall time.
+def batch_key(run: Run) -> tuple:
+    """Runs with equal keys can train together (f1lib.train.train_runs): the
+    same regularizer variant and learning rate; seeds and betas may differ."""
+    return (run.variant, run.lr_scale)
 
-    A run that turns NaN or infinite stops there (f1lib.train raises
-    NonFiniteError): its rows up to then are kept, marked diverged.
+
+def tagged_rows(run: Run, result: list[dict] | NonFiniteError, wall_s: float) -> list[dict]:
+    """A run's history rows, tagged with the run, its status and wall time.
+
+    A run that turned NaN or infinite (its result is the NonFiniteError of
+    f1lib.train) keeps its rows up to then, marked diverged.
     """
     tag = {"run": run.label, **asdict(run), "variant": run.variant}
-    start = time.perf_counter()
-    try:
-        history, status = train(), "finished"
-    except NonFiniteError as err:
-        history, status = err.history, f"diverged at outer loop {err.outer}"
-    tag["status"] = status
-    tag["wall_s"] = round(time.perf_counter() - start, 2)
+    if isinstance(result, NonFiniteError):
+        history, tag["status"] = result.history, f"diverged at outer loop {result.outer}"
+    else:
+        history, tag["status"] = result, "finished"
+    tag["wall_s"] = round(wall_s, 2)
     if not history:
         return [{**tag, "outer": 0}]
     return [{**tag, **row} for row in history]
 
 
-def run_study(runs: list[Run], train_one: Callable[[Run, Path], list[dict]], work_dir: Path,
-              setting: object) -> pd.DataFrame:
-    """Every run's history rows, one per run and outer loop.
+def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: TensorData,
+                   schedule: Schedule, evaluation: Callable[[F1Regularizer], Callable],
+                   checkpoint: Path | None = None,
+                   **options) -> tuple[list[list[dict]], list[nn.Module]]:
+    """Train runs of one batch key together: (each run's tagged rows, its model).
 
-    train_one(run, checkpoint) trains one run (checkpointing to that file) and
-    returns its tagged rows. `setting` (JSON-able: schedule, data size, ...)
-    joins the run in the key of its files, so that other settings never
-    reuse them. Delete `work_dir` once the results are saved.
+    Each run's network is `make_model()` (on the data's device) after seeding
+    torch with the run's seed, so every method starts from the same network
+    at a seed; then its F1Regularizer (variant and beta from the run) over the
+    model's F1 features. `evaluation(regularizer)` gives the run's evaluate.
+    Options go to f1lib.train.train_runs. A run's wall time is its share of
+    the batch's.
+    """
+    if len({batch_key(run) for run in runs}) != 1:
+        raise ValueError(f"runs of different variants or learning rates cannot train together: "
+                         f"{[run.label for run in runs]}")
+    device = data.inputs.device
+    models, regularizers = [], []
+    for run in runs:
+        torch.manual_seed(run.seed)
+        model = make_model()
+        models.append(model)
+        regularizers.append(F1Regularizer(data.positive, features=model.f1_features,
+                                          variant=run.variant,
+                                          hyper=F1Hyper(beta=run.beta)).to(device))
+    schedule = replace(schedule, lr=schedule.lr * runs[0].lr_scale)
+    start = time.perf_counter()
+    results = train_runs(models, data, regularizers, seeds=[run.seed for run in runs],
+                         schedule=schedule, evaluate=[evaluation(reg) for reg in regularizers],
+                         checkpoint=checkpoint, **options)
+    wall = (time.perf_counter() - start) / len(runs)
+    return [tagged_rows(run, result, wall) for run, result in zip(runs, results)], models
+
+
+def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[list[dict]]],
+              work_dir: Path, setting: object, together: bool = True) -> pd.DataFrame:
+    """Every run's history rows, one per run and outer loop, in the order of `runs`.
+
+    train_batch(runs, checkpoint) trains runs of one batch key together
+    (checkpointing to that file) and returns each run's tagged rows; with
+    `together=False` it gets one run at a time. `setting` (JSON-able:
+    schedule, data size, ...) joins each run in the key of its files, so that
+    other settings never reuse them. Every finished run is kept in its own
+    file: an interrupted study resumes where it stopped. Delete `work_dir`
+    once the results are saved.
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    for run in tqdm(runs, desc="runs", disable=None):
-        text = json.dumps([asdict(run), setting], sort_keys=True)
-        key = hashlib.sha1(text.encode()).hexdigest()[:16]
-        done, ckpt = work_dir / f"{key}.json", work_dir / f"{key}.ckpt"
-        if done.exists():
-            rows += json.loads(done.read_text())
+
+    def key(items: object) -> str:
+        return hashlib.sha1(json.dumps([items, setting], sort_keys=True).encode()).hexdigest()[:16]
+
+    done = {run: work_dir / f"{key(asdict(run))}.json" for run in runs}
+    groups: dict[object, list[Run]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(batch_key(run) if together else i, []).append(run)
+    for group in tqdm(list(groups.values()), desc="run batches" if together else "runs",
+                      disable=None):
+        pending = [run for run in group if not done[run].exists()]
+        if not pending:
             continue
-        result = train_one(run, ckpt)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result))
-        tmp.replace(done)
+        ckpt = work_dir / f"{key([asdict(run) for run in pending])}.ckpt"
+        for run, rows in zip(pending, train_batch(pending, ckpt)):
+            tmp = done[run].with_suffix(".tmp")
+            tmp.write_text(json.dumps(rows))
+            tmp.replace(done[run])
         ckpt.unlink(missing_ok=True)
-        rows += result
-    return pd.DataFrame(rows)
+    return pd.DataFrame([row for run in runs for row in json.loads(done[run].read_text())])
 
 
 def final_rows(history: pd.DataFrame) -> pd.DataFrame:

@@ -14,19 +14,28 @@ addressed with the same indices.
 The history has one row per outer loop. Nothing in the inner loop reads a
 value back from the device: the one synchronisation per outer loop is where
 the history row is made (and checked for NaN/inf).
+
+`train_runs` trains several runs of one experiment together (seeds, betas):
+their weights are stacked and the inner step is vmapped over them
+(torch.func), so R runs cost about one run's kernel launches. On CUDA the
+whole inner step can be captured once as a CUDA graph and replayed
+(`graph=True`). Each run's result equals training it alone with `train`, to
+floating-point rounding.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from .config import Schedule
@@ -99,38 +108,354 @@ def _save_atomic(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class RunLoss(nn.Module):
+    """One run's model and regularizer as one module: idx -> (loss, task loss, Lagrangian).
+
+    The loss of Algorithm 1's inner step on the minibatch `idx` of `data`. It
+    is the one definition of that loss: `make_step` calls it for a single run,
+    `make_batched_step` vmaps it over stacked runs. With `bf16` the model and
+    the task loss run under bfloat16 autocast; the regularizer always computes
+    in float32. The data is held as plain attributes: shared, never stacked.
+    """
+
+    def __init__(self, model: nn.Module, regularizer: F1Regularizer | None, data: TensorData,
+                 task_loss: Callable[[Tensor, Tensor], Tensor], bf16: bool = False):
+        super().__init__()
+        self.model, self.regularizer = model, regularizer
+        self.data, self.task_loss, self.bf16 = data, task_loss, bf16
+
+    def forward(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        data = self.data
+        device = data.inputs.device
+        zero = torch.zeros((), device=device)
+        # no autocast cache: it must not outlive a captured CUDA graph's step
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16,
+                            cache_enabled=False):
+            task_output, f1_output = self.model(data.inputs[idx])
+            task = zero
+            if task_output is not None and data.targets is not None:
+                task = self.task_loss(task_output, data.targets[idx])
+        if self.regularizer is None:
+            return task, task.detach(), zero
+        # the trainer checked every label against the table before the first step
+        penalty, lagrangian = self.regularizer.penalty(f1_output, data.positive[idx], idx,
+                                                       check_labels=False)
+        return task + penalty, task.detach(), lagrangian
+
+
 def make_step(model: nn.Module, data: TensorData, regularizer: F1Regularizer | None,
               optimizer: torch.optim.Optimizer, task_loss: Callable[[Tensor, Tensor], Tensor],
               bf16: bool = False):
     """Algorithm 1's inner step on the minibatch `idx`: returns (task loss, Lagrangian).
 
     Both come back as device tensors: nothing here waits for the device, so
-    the step can run ahead of it, or be captured in a CUDA graph. With `bf16`
-    the model and the task loss run under bfloat16 autocast; the regularizer
-    always computes in float32.
+    the step can run ahead of it, or be captured in a CUDA graph.
     """
-    device = data.inputs.device
-    zero = torch.zeros((), device=device)
+    run = RunLoss(model, regularizer, data, task_loss, bf16)
 
     def step(idx: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            task_output, f1_output = model(data.inputs[idx])
-            task = zero
-            if task_output is not None and data.targets is not None:
-                task = task_loss(task_output, data.targets[idx])
-        loss, lagrangian = task, zero
+        loss, task, lagrangian = run(idx)
         if regularizer is not None:
-            # train() checked every label against the table before the first step
-            loss = task + regularizer(f1_output, data.positive[idx], idx, check_labels=False)
-            lagrangian = regularizer.last_lagrangian
+            regularizer.last_lagrangian = lagrangian
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if regularizer is not None:
             regularizer.project_()
-        return task.detach(), lagrangian
+        return task, lagrangian
 
     return step
+
+
+def stack_runs(runs: Sequence[nn.Module]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Stack R modules of one architecture: (parameters, buffers), each (R, ...).
+
+    Afterwards each module's own parameters and buffers are views of its slice
+    of the stacked tensors, so an update of the stack (one optimizer step for
+    all runs) is seen by every module, and a module's load_state_dict writes
+    into the stack. Evaluation, checkpoints and the regularizer's dual step
+    and diagnostics thus work on each run's module as usual.
+    """
+    params, buffers = stack_module_state(list(runs))
+    for r, module in enumerate(runs):
+        for name, stacked in params.items():
+            owner, _, leaf = name.rpartition(".")
+            sub = module.get_submodule(owner)
+            requires_grad = getattr(sub, leaf).requires_grad
+            setattr(sub, leaf, nn.Parameter(stacked[r].detach(), requires_grad=requires_grad))
+        for name, stacked in buffers.items():
+            owner, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(owner), leaf, stacked[r])
+    return params, buffers
+
+
+def make_batched_step(runs: Sequence[RunLoss], params: dict[str, Tensor],
+                      buffers: dict[str, Tensor], optimizer: torch.optim.Optimizer):
+    """The inner step of R stacked runs (`stack_runs`) on minibatches idx (R, B):
+    returns (task losses, Lagrangians), each (R,).
+
+    The runs' losses are vmapped over the stack; their sum's gradient is each
+    run's own gradient, since no run's loss depends on another's weights.
+    """
+    base = runs[0]
+    regularizer = base.regularizer
+    eps = params.get("regularizer.eps")
+
+    def one_run(p, b, idx):
+        return functional_call(base, (p, b), (idx,))
+
+    batched = vmap(one_run)
+
+    def step(idx: Tensor) -> tuple[Tensor, Tensor]:
+        loss, task, lagrangian = batched(params, buffers, idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        if eps is not None:
+            with torch.no_grad():
+                eps.clamp_(min=regularizer.eps_floor)
+        return task, lagrangian
+
+    return step
+
+
+class CapturedStep:
+    """A CUDA step function, captured once as a CUDA graph and replayed.
+
+    Every call is one real step: the first `warmup` run eagerly on a side
+    stream (as torch.cuda.graphs requires before capture), the next one is
+    recorded and then replayed, and later calls copy their minibatch indices
+    into the graph's static input and replay it. The outputs are the graph's
+    static tensors, overwritten by the next call.
+    """
+
+    def __init__(self, step: Callable[[Tensor], object], warmup: int = 3):
+        self.step, self.warmup, self.calls = step, warmup, 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.capture_s = 0.0  # host time spent warming up and recording
+
+    def __call__(self, idx: Tensor):
+        if self.graph is None:
+            start = time.perf_counter()
+            if self.calls < self.warmup:
+                self.calls += 1
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    out = self.step(idx)
+                torch.cuda.current_stream().wait_stream(side)
+                self.capture_s += time.perf_counter() - start
+                return out
+            self.static_idx = idx.clone()
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.static_out = self.step(self.static_idx)  # recorded, not run
+            self.capture_s += time.perf_counter() - start
+        else:
+            self.static_idx.copy_(idx)
+        self.graph.replay()
+        return self.static_out
+
+
+def _param_groups(run: RunLoss, schedule: Schedule) -> list[dict]:
+    trainable = [p for p in run.model.parameters() if p.requires_grad]
+    groups = [{"params": trainable, "lr": schedule.lr, "name": "model"}] if trainable else []
+    if run.regularizer is not None:
+        groups += run.regularizer.param_groups()
+    if not groups:
+        raise ValueError("nothing to train: the model and the regularizer have no parameters")
+    return groups
+
+
+def _check_batchable(runs: Sequence[RunLoss]) -> None:
+    """Runs trained together must share an architecture, and differ in beta only."""
+    first = runs[0]
+    shapes = {k: v.shape for k, v in first.state_dict().items()}
+    reg = first.regularizer
+    for r, run in enumerate(runs[1:], start=1):
+        if {k: v.shape for k, v in run.state_dict().items()} != shapes:
+            raise ValueError(f"run {r}'s model or regularizer differs from run 0's in shape")
+        other = run.regularizer
+        if (reg is None) != (other is None):
+            raise ValueError("either every run has a regularizer or none has")
+        if reg is not None and (other.variant != reg.variant or
+                                replace(other.hyper, beta=reg.hyper.beta) != reg.hyper):
+            raise ValueError(
+                f"run {r}'s regularizer differs from run 0's in more than beta "
+                f"({other.variant}, {other.hyper} vs {reg.variant}, {reg.hyper})"
+            )
+
+
+def train_runs(
+    models: Sequence[nn.Module],
+    data: TensorData,
+    regularizers: Sequence[F1Regularizer | None] | None = None,
+    *,
+    seeds: Sequence[int],
+    schedule: Schedule = Schedule(),
+    task_loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+    evaluate: Callable[[nn.Module], dict] | Sequence[Callable[[nn.Module], dict]] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool | None = None,
+    bf16: bool = False,
+    graph: bool = False,
+) -> list[list[dict] | NonFiniteError]:
+    """Algorithm 1 for R runs at once: each run's history, or its NonFiniteError.
+
+    Run r trains models[r] with regularizers[r] on minibatches ordered by
+    seeds[r], as `train` would alone. With R > 1 the runs are stacked and
+    trained by one vmapped step (their models must share an architecture and
+    their regularizers differ in beta only); the modules keep being updated in
+    place, and `evaluate` (one callable, or one per run) sees each run's
+    model. A run that turns non-finite stops there: its entry is the
+    NonFiniteError (with the rows before it) while the others go on.
+
+    graph: capture the inner step as a CUDA graph (CUDA only).
+    Other arguments as in `train`.
+    """
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"schedule must be an f1lib.Schedule, got {type(schedule).__name__}")
+    count = len(models)
+    regularizers = list(regularizers) if regularizers is not None else [None] * count
+    seeds = list(seeds)
+    if count == 0 or len(regularizers) != count or len(seeds) != count:
+        raise ValueError(f"need as many regularizers and seeds as models, at least one: got "
+                         f"{count} models, {len(regularizers)} regularizers, {len(seeds)} seeds")
+    evaluators = list(evaluate) if isinstance(evaluate, Sequence) else [evaluate] * count
+    if len(evaluators) != count:
+        raise ValueError(f"evaluate: {len(evaluators)} callables for {count} runs")
+    n = len(data)
+    device = data.inputs.device
+    if graph and device.type != "cuda":
+        raise ValueError(f"graph=True captures a CUDA graph: the data is on {device}")
+    for reg in regularizers:
+        if reg is None:
+            continue
+        if reg.num_examples != n:
+            raise ValueError(
+                f"the regularizer's tables cover {reg.num_examples} examples, the data {n}"
+            )
+        # once for the whole dataset, instead of per batch (where it would sync)
+        reg.check_labels(data.positive, torch.arange(n, device=device))
+
+    runs = [RunLoss(m, reg, data, task_loss, bf16) for m, reg in zip(models, regularizers)]
+    groups = _param_groups(runs[0], schedule)
+    if count == 1:
+        optimizer = torch.optim.SGD(groups)
+    else:
+        _check_batchable(runs)
+        names = {id(p): name for name, p in runs[0].named_parameters()}
+        params, buffers = stack_runs(runs)
+        optimizer = torch.optim.SGD([{**g, "params": [params[names[id(p)]] for p in g["params"]]}
+                                     for g in groups])
+
+    histories: list[list[dict]] = [[] for _ in range(count)]
+    failed: dict[int, NonFiniteError] = {}
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    run_ids = [{"seed": seed, "schedule": schedule.as_dict()} for seed in seeds]
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["runs"] != run_ids:
+            raise ValueError(
+                f"checkpoint {ckpt} belongs to another run ({state['runs']}), not {run_ids}"
+            )
+        for run, saved in zip(runs, state["runs_state"]):
+            run.load_state_dict(saved)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        histories, start = state["histories"], state["outer"]
+        failed = {r: NonFiniteError(message, histories[r], outer)
+                  for r, (message, outer) in state["failed"].items()}
+
+    if count == 1:
+        single = make_step(models[0], data, regularizers[0], optimizer, task_loss, bf16)
+
+        def step(idx):  # (1, B) -> (1,), (1,)
+            task, lagrangian = single(idx[0])
+            return task.view(1), lagrangian.view(1)
+    else:
+        step = make_batched_step(runs, params, buffers, optimizer)
+    # per outer loop: the sums of every run's task loss and Lagrangian
+    totals = torch.zeros(2, count, device=device)
+
+    def step_and_sum(idx: Tensor) -> None:
+        task, lagrangian = step(idx)
+        totals[0] += task
+        totals[1] += lagrangian
+
+    inner_step = CapturedStep(step_and_sum) if graph else step_and_sum
+    every = max(1, schedule.inner // 20)
+    bar = tqdm(total=schedule.outer * schedule.inner, initial=start * schedule.inner,
+               disable=None if progress is None else not progress,
+               desc="train" if count == 1 else f"train {count} runs", unit="step")
+    try:
+        for outer in range(start, schedule.outer):
+            if len(failed) == count:
+                break
+            for run in runs:
+                run.train()
+            order = torch.stack([batch_order(seed, outer, schedule.inner, schedule.batch_size, n)
+                                 for seed in seeds], dim=1).to(device)  # (inner, R, B)
+            totals.zero_()
+            reported = 0
+            for k in range(schedule.inner):
+                inner_step(order[k])
+                if (k + 1) % every == 0 or k + 1 == schedule.inner:
+                    bar.update(k + 1 - reported)
+                    reported = k + 1
+            mean = (totals / schedule.inner).cpu()
+            for r, run in enumerate(runs):
+                if r in failed:
+                    continue
+                row = _outer_row(run, outer, schedule, mean[:, r], evaluators[r])
+                if isinstance(row, str):
+                    last = histories[r][-1] if histories[r] else \
+                        "none (it failed in the first outer loop)"
+                    failed[r] = NonFiniteError(
+                        f"non-finite {row} at outer loop {outer + 1} of {schedule.outer}; "
+                        f"last finite values: {last}", history=histories[r], outer=outer + 1)
+                    continue
+                histories[r].append(row)
+            if count == 1 and histories[0]:
+                row = histories[0][-1]
+                bar.set_postfix({k: f"{row[k]:.4g}" for k in ("task_loss", "f1_bound") if k in row})
+            if ckpt is not None:
+                _save_atomic({
+                    "runs": run_ids, "outer": outer + 1, "histories": histories,
+                    "failed": {r: (str(err), err.outer) for r, err in failed.items()},
+                    "runs_state": [run.state_dict() for run in runs],
+                    "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                }, ckpt)
+    finally:
+        bar.close()
+    return [failed.get(r, histories[r]) for r in range(count)]
+
+
+def _outer_row(run: RunLoss, outer: int, schedule: Schedule, mean: Tensor,
+               evaluate: Callable[[nn.Module], dict] | None) -> dict | str:
+    """One run's history row after an outer loop (its dual step included), or,
+    when it turned non-finite, the names of what did."""
+    row = {"outer": outer + 1, "step": (outer + 1) * schedule.inner,
+           "task_loss": float(mean[0])}
+    regularizer = run.regularizer
+    if regularizer is not None:
+        regularizer.dual_step()
+        row["lagrangian"] = float(mean[1])
+        row.update(regularizer.diagnostics())
+    finite = torch.stack([p.detach().isfinite().all() for p in run.parameters()]).all()
+    row = _to_float(row)
+    bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
+    if not bool(finite):
+        bad.append("parameters")
+    if bad:
+        return ", ".join(bad)
+    if evaluate is not None:
+        run.model.eval()
+        with torch.no_grad():
+            row.update(_to_float(evaluate(run.model)))
+        run.model.train()
+    return row
 
 
 def train(
@@ -145,6 +470,7 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     progress: bool | None = None,
     bf16: bool = False,
+    graph: bool = False,
 ) -> list[dict]:
     """Run Algorithm 1 and return the history, one dict per outer loop.
 
@@ -161,94 +487,13 @@ def train(
             run resumes from it and ends as an uninterrupted run would.
         progress: tqdm bar; None shows it on a terminal only.
         bf16: run the model under bfloat16 autocast (for convolutions on CUDA).
+        graph: capture the inner step as a CUDA graph and replay it (CUDA only).
+
+    Raises NonFiniteError when training turns NaN or infinite.
     """
-    if not isinstance(schedule, Schedule):
-        raise ValueError(f"schedule must be an f1lib.Schedule, got {type(schedule).__name__}")
-    n = len(data)
-    device = data.inputs.device
-    if regularizer is not None:
-        if regularizer.num_examples != n:
-            raise ValueError(
-                f"the regularizer's tables cover {regularizer.num_examples} examples, the data {n}"
-            )
-        # once for the whole dataset, instead of per batch (where it would sync)
-        regularizer.check_labels(data.positive, torch.arange(n, device=device))
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": trainable, "lr": schedule.lr, "name": "model"}] if trainable else []
-    if regularizer is not None:
-        groups += regularizer.param_groups()
-    if not groups:
-        raise ValueError("nothing to train: the model and the regularizer have no parameters")
-    optimizer = torch.optim.SGD(groups)
-
-    history: list[dict] = []
-    start = 0
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    run_id = {"seed": seed, "schedule": schedule.as_dict()}
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["run"] != run_id:
-            raise ValueError(
-                f"checkpoint {ckpt} belongs to another run ({state['run']}), not {run_id}"
-            )
-        model.load_state_dict(state["model"])
-        if regularizer is not None:
-            regularizer.load_state_dict(state["regularizer"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        history, start = state["history"], state["outer"]
-
-    params = [p for g in groups for p in g["params"]]
-    step_fn = make_step(model, data, regularizer, optimizer, task_loss, bf16)
-    every = max(1, schedule.inner // 20)
-    bar = tqdm(total=schedule.outer * schedule.inner, initial=start * schedule.inner,
-               disable=None if progress is None else not progress, desc="train", unit="step")
-    try:
-        for outer in range(start, schedule.outer):
-            model.train()
-            order = batch_order(seed, outer, schedule.inner, schedule.batch_size, n).to(device)
-            task_sum = torch.zeros((), device=device)
-            lagrangian_sum = torch.zeros((), device=device)
-            reported = 0
-            for step in range(schedule.inner):
-                task_value, lagrangian = step_fn(order[step])
-                task_sum += task_value
-                lagrangian_sum += lagrangian
-                if (step + 1) % every == 0 or step + 1 == schedule.inner:
-                    bar.update(step + 1 - reported)
-                    reported = step + 1
-            row = {"outer": outer + 1, "step": (outer + 1) * schedule.inner,
-                   "task_loss": task_sum / schedule.inner}
-            if regularizer is not None:
-                regularizer.dual_step()
-                row["lagrangian"] = lagrangian_sum / schedule.inner
-                row.update(regularizer.diagnostics())
-            finite = torch.stack([p.detach().isfinite().all() for p in params]).all()
-            row = _to_float(row)
-            bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)]
-            if not bool(finite):
-                bad.append("parameters")
-            if bad:
-                last = history[-1] if history else "none (it failed in the first outer loop)"
-                raise NonFiniteError(
-                    f"non-finite {', '.join(bad)} at outer loop {outer + 1} of "
-                    f"{schedule.outer}; last finite values: {last}",
-                    history=history, outer=outer + 1,
-                )
-            if evaluate is not None:
-                model.eval()
-                with torch.no_grad():
-                    row.update(_to_float(evaluate(model)))
-            history.append(row)
-            bar.set_postfix({k: f"{row[k]:.4g}" for k in ("task_loss", "f1_bound") if k in row})
-            if ckpt is not None:
-                _save_atomic({
-                    "run": run_id, "outer": outer + 1, "history": history,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "regularizer": regularizer.state_dict() if regularizer is not None else None,
-                    "rng": torch.get_rng_state(),
-                }, ckpt)
-    finally:
-        bar.close()
-    return history
+    result, = train_runs([model], data, [regularizer], seeds=[seed], schedule=schedule,
+                         task_loss=task_loss, evaluate=evaluate, checkpoint=checkpoint,
+                         progress=progress, bf16=bf16, graph=graph)
+    if isinstance(result, NonFiniteError):
+        raise result
+    return result

@@ -1,4 +1,5 @@
-"""On CUDA: the inner step never waits for the device and replays as a CUDA graph.
+"""On CUDA: the inner step (single or run-batched) never waits for the device and
+replays as a CUDA graph.
 
 Skipped where there is no GPU (CI); run on the GPU machine.
 """
@@ -6,8 +7,8 @@ Skipped where there is no GPU (CI); run on the GPU machine.
 import pytest
 import torch
 
-from f1lib import F1Hyper, F1Regularizer, batch_order
-from f1lib.train import make_step
+from f1lib import F1Hyper, F1Regularizer, Schedule, batch_order
+from f1lib.train import RunLoss, make_batched_step, make_step, stack_runs, train_runs
 
 from test_train import TwoHeads, toy_data
 
@@ -73,3 +74,55 @@ def test_captured_inner_step_matches_eager(variant):
     torch.cuda.synchronize()
     for a, b in zip(eager, state(model, reg)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def assert_histories_close(got, expected):
+    assert [row["outer"] for row in got] == [row["outer"] for row in expected]
+    for a, b in zip(got, expected):
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
+
+
+def fresh_runs(variant, betas):
+    models, regs = [], []
+    for seed, beta in enumerate(betas):
+        torch.manual_seed(seed)
+        models.append(TwoHeads().cuda())
+        regs.append(F1Regularizer(toy_data().positive, variant=variant,
+                                  hyper=F1Hyper(beta=beta)).cuda())
+    return models, toy_data().to("cuda"), regs
+
+
+@cuda
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+@pytest.mark.parametrize("betas", [[0.1], [0.0, 1e-3, 0.1]], ids=["one run", "three runs"])
+def test_training_replayed_as_a_cuda_graph_matches_eager(variant, betas):
+    schedule = Schedule(outer=3, inner=8, batch_size=16)
+    results = []
+    for graph in (False, True):
+        models, data, regs = fresh_runs(variant, betas)
+        results.append(train_runs(models, data, regs, seeds=list(range(len(betas))),
+                                  schedule=schedule, graph=graph, progress=False))
+    for eager, replayed in zip(*results):
+        assert_histories_close(replayed, eager)
+
+
+@cuda
+def test_the_batched_inner_step_does_not_synchronise():
+    models, data, regs = fresh_runs("stable", [0.0, 1e-3, 0.1])
+    runs = [RunLoss(m, r, data, torch.nn.functional.cross_entropy) for m, r in zip(models, regs)]
+    names = {id(p): n for n, p in runs[0].named_parameters()}
+    groups = [{"params": list(models[0].parameters()), "lr": 0.01}, *regs[0].param_groups()]
+    params, buffers = stack_runs(runs)
+    optimizer = torch.optim.SGD([{**g, "params": [params[names[id(p)]] for p in g["params"]]}
+                                 for g in groups])
+    step = make_batched_step(runs, params, buffers, optimizer)
+    order = torch.stack([batch_order(s, 0, 10, 16, len(data)) for s in range(3)], 1).cuda()
+    step(order[0])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for idx in order[1:]:
+            step(idx)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

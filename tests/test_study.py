@@ -1,10 +1,12 @@
 """Comparing an experiment's runs: the run matrix, summaries and paired differences."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from f1lib.study import Run, paired_differences, run_matrix, summarize
+from f1lib.study import Run, batch_key, paired_differences, run_matrix, run_study, summarize
 
 
 def test_the_run_matrix_and_its_labels():
@@ -59,3 +61,48 @@ def test_paired_differences_compare_each_seed_with_its_own_baseline():
     assert row["low"] == pytest.approx(0.03 - half) and row["high"] == pytest.approx(0.03 + half)
     assert row["verdict"] == "helps"
     # unpaired, the seeds' spread (0.70 .. 0.90) would swamp a 3-point gain
+
+
+def test_runs_of_one_batch_key_train_together_and_only_unfinished_ones_again(tmp_path):
+    runs = run_matrix(["paper", "stable"], [1e-3, 0.1], seeds=2, successor_baseline=True)
+    calls = []
+
+    def fake_batch(batch, checkpoint):
+        calls.append([run.label + f"/{run.seed}" for run in batch])
+        return [[{"run": run.label, "seed": run.seed, "outer": 1}] for run in batch]
+
+    rows = run_study(runs, fake_batch, tmp_path, setting="s")
+    # baseline and stable share (variant, lr); the lr x 0.1 baseline and paper train apart
+    assert sorted(len(c) for c in calls) == [2, 4, 6]
+    assert {batch_key(r) for r in runs} == {("stable", 1.0), ("stable", 0.1), ("paper", 1.0)}
+    # rows come back in the order of `runs`, whatever the batching
+    assert list(zip(rows["run"], rows["seed"])) == [(r.label, r.seed) for r in runs]
+
+    # one finished run lost: only it trains again, in a batch of its own
+    lost = next(r for r in runs if r.method == "stable" and r.seed == 1 and r.beta == 0.1)
+    done = sorted(tmp_path.glob("*.json"))
+    assert len(done) == len(runs)
+    for path in done:
+        (row,) = json.loads(path.read_text())
+        if (row["run"], row["seed"]) == (lost.label, 1):
+            path.unlink()
+    calls.clear()
+    again = run_study(runs, fake_batch, tmp_path, setting="s")
+    assert calls == [[f"{lost.label}/1"]]
+    pd.testing.assert_frame_equal(rows, again)
+    # another setting reuses nothing
+    calls.clear()
+    run_study(runs, fake_batch, tmp_path, setting="other")
+    assert sum(len(c) for c in calls) == len(runs)
+
+
+def test_one_at_a_time_when_asked(tmp_path):
+    runs = run_matrix(["stable"], [1e-3, 0.1], seeds=2)
+    calls = []
+
+    def fake_batch(batch, checkpoint):
+        calls.append(len(batch))
+        return [[{"outer": 1}] for _ in batch]
+
+    run_study(runs, fake_batch, tmp_path, setting=None, together=False)
+    assert calls == [1] * len(runs)

@@ -1,0 +1,88 @@
+"""SegNet training speed through f1lib.train: fp32 eager against bf16 + channels_last.
+
+The sky-segmentation step of book/sky_segmentation.ipynb: SegNet (VGG16-BN
+encoder, width 1: 29.5M parameters) with its F1 head, the stable F1
+regularizer, SGD on minibatches of 7 (the successor's). The images are
+f1lib's procedural sky scenes at --size, held on the device; only time is
+measured. Modes:
+
+fp32          float32, NCHW (the straightforward eager loop)
+bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
+bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
+
+Images/s are steady-state (benchmarks/timing.steady_rate: set-up and graph
+capture cancel out and are reported apart).
+
+    python benchmarks/segnet.py                       # CUDA, 256 x 256
+    python benchmarks/segnet.py --device cpu --size 32 48 --width 0.125 --inner 3
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train
+from f1lib.data.sky import ProceduralSky, load_batches
+from f1lib.models import SegNet
+from timing import clock, steady_rate
+
+BATCH = 7
+
+
+def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: int,
+                fast: bool, graph: bool) -> float:
+    torch.manual_seed(0)
+    model = SegNet(width=width).to(device)
+    inputs = data.inputs
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    data = TensorData(inputs, data.targets, data.positive)
+    reg = F1Regularizer(data.positive, features=model.f1_features,
+                        hyper=F1Hyper(beta=1e-3)).to(device)
+    start = clock(device)
+    train(model, data, reg, schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH),
+          bf16=fast, graph=graph, progress=False)
+    return clock(device) - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
+    parser.add_argument("--width", type=float, default=1.0, help="SegNet's channel multiplier")
+    parser.add_argument("--images", type=int, default=70, help="procedural training images")
+    parser.add_argument("--outer", type=int, default=1,
+                        help="outer loops of the shorter training (the longer has twice)")
+    parser.add_argument("--inner", type=int, default=40, help="steps per outer loop")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    device = args.device
+    batch = load_batches(ProceduralSky(args.images, size=tuple(args.size)))
+    data = TensorData(batch.images.to(device).float().div_(255), batch.masks.to(device).long(),
+                      batch.big.to(device))
+    params = sum(p.numel() for p in SegNet(width=args.width).parameters())
+    name = (torch.cuda.get_device_name(0) if device == "cuda"
+            else f"cpu ({torch.get_num_threads()} threads)")
+    print(f"device: {name}; torch {torch.__version__}; SegNet width {args.width:g} "
+          f"({params:,} parameters); {args.size[0]}x{args.size[1]} images, batch {BATCH}")
+    modes = [("fp32", False, False), ("bf16 + CL", True, False)]
+    if device == "cuda":
+        modes.append(("bf16 + CL + graph", True, True))
+    print(f"{'mode':<20} {'ms/step':>9} {'images/s':>9} {'vs fp32':>8} {'setup s':>8}")
+    base = None
+    for label, fast, graph in modes:
+        per_step, fixed = steady_rate(
+            lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph),
+            args.outer, args.inner)
+        images = BATCH / per_step
+        base = base or images
+        print(f"{label:<20} {1e3 * per_step:>9.2f} {images:>9.1f} {images / base:>7.2f}x "
+              f"{fixed:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

