@@ -10,6 +10,11 @@ VENV ?= .venv
 PROFILE ?= auto
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the interpreter that runs the notebooks; benchmarks/device.sh sets RUN=python3 STAMP=
+# where the packages are installed already (the GPU machine)
+RUN ?= $(BIN)/python
+# more papermill arguments, e.g. PAPERMILL_ARGS="-p cuda_graph False"
+PAPERMILL_ARGS ?=
 NOTEBOOKS := $(wildcard book/*.ipynb)
 # MathJax, served by the book itself (no CDN: the book and its browser test work offline),
 # from the npm registry's tarball, checked against the registry's published hash
@@ -32,9 +37,10 @@ reproduce: $(STAMP)
 	@set -e; for nb in $(NOTEBOOKS); do \
 		echo "== $$nb (profile $(PROFILE))"; \
 		$(if $(filter-out auto,$(PROFILE)),F1LIB_PROFILE=$(PROFILE)) \
-		$(BIN)/papermill "$$nb" "$$nb" --cwd book --kernel python3 --log-level WARNING; \
+		$(RUN) -m papermill "$$nb" "$$nb" --cwd book --kernel python3 --log-level WARNING \
+			$(PAPERMILL_ARGS); \
 	done
-	$(BIN)/python -m f1lib.ledger
+	$(RUN) -m f1lib.ledger
 
 book: reproduce html
 

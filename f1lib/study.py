@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from .config import F1Hyper, Schedule
 from .regularizer import F1Regularizer
-from .stats import mean_ci
+from .stats import format_ci, mean_ci
 from .train import NonFiniteError, TensorData, train_runs
 
 METHODS = ("baseline", "paper", "stable")
@@ -219,3 +219,13 @@ def paired_differences(history: pd.DataFrame, column: str,
         out.append({"method": label, "seeds": len(common), "difference": mean, "low": low,
                     "high": high, "verdict": verdict})
     return pd.DataFrame(out)
+
+
+def interval_text(row, column: str, digits: int = 4) -> str:
+    """A `summarize` row's column as "mean [low, high]"."""
+    return format_ci(row[column], row[column + "_low"], row[column + "_high"], digits)
+
+
+def points_text(row) -> str:
+    """A `paired_differences` row as signed percentage points with their interval."""
+    return format_ci(row["difference"], row["low"], row["high"], 2, 100, signed=True) + " points"

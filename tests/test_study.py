@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from f1lib.study import Run, batch_key, paired_differences, run_matrix, run_study, summarize
+from f1lib.study import (Run, batch_key, interval_text, paired_differences, points_text,
+                         run_matrix, run_study, summarize)
 
 
 def test_the_run_matrix_and_its_labels():
@@ -106,3 +107,11 @@ def test_one_at_a_time_when_asked(tmp_path):
 
     run_study(runs, fake_batch, tmp_path, setting=None, together=False)
     assert calls == [1] * len(runs)
+
+
+def test_summary_rows_print_as_intervals_and_points():
+    summary_row = {"acc": 0.83801, "acc_low": 0.829, "acc_high": 0.847}
+    assert interval_text(summary_row, "acc") == "0.8380 [0.8290, 0.8470]"
+    assert interval_text({**summary_row, "acc_low": float("nan")}, "acc", 2) == "0.84"
+    paired_row = {"difference": -0.0003, "low": -0.0011, "high": 0.0004}
+    assert points_text(paired_row) == "-0.03 [-0.11, +0.04] points"

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One GPU session's work, in two commands of under 10 minutes each (the device
+# tool's limit), run from the repository root with `.device` carried
+# (../shared/device/README.md: wheels and the full MNIST):
+#
+#   bash benchmarks/device.sh bench    CUDA tests, then every benchmark on CUDA
+#   bash benchmarks/device.sh paper    make reproduce PROFILE=paper, whole book
+#
+# Logs and results go to $OUT (device.log, bench.log, paper.log, results.tgz
+# with book/*.ipynb, figures/ and README.md). If the CUDA-graph tests fail,
+# `paper` runs the notebooks with cuda_graph=False and says so in its log.
+# Here, without a GPU: OUT=/tmp/out PROFILE=smoke bash benchmarks/device.sh paper
+set -uo pipefail
+cd "$(dirname "$0")/.."
+phase=${1:?usage: device.sh bench|paper}
+OUT=${OUT:?set OUT to the folder that comes back}
+PROFILE=${PROFILE:-paper}
+mkdir -p "$OUT"
+
+if [ -d .device ] && ls .device/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/*.whl \
+        || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+    gunzip -kf .device/MNIST/raw/*.gz || exit 1
+    export F1LIB_DATA=$PWD/.device
+    make_args=(RUN=python3 STAMP=)
+else
+    make_args=()  # here: the Makefile's own virtual environment
+fi
+py=python3; [ ${#make_args[@]} -eq 0 ] && py=.venv/bin/python
+export F1LIB_GIT_COMMIT=${F1LIB_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+
+{
+    date -u +"%Y-%m-%dT%H:%M:%SZ"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
+        || echo "no GPU"
+    $py -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"
+    echo "commit $F1LIB_GIT_COMMIT"
+} >> "$OUT/device.log"
+
+case $phase in
+bench)
+    {
+        $py -m pytest -q tests/test_cuda.py tests/test_train_runs.py 2>&1 | tail -15
+        echo "== benchmarks/smnist.py"; time $py benchmarks/smnist.py
+        echo "== benchmarks/segnet.py"; time $py benchmarks/segnet.py
+        echo "== benchmarks/inner_step.py"; time $py benchmarks/inner_step.py
+    } > "$OUT/bench.log" 2>&1
+    ;;
+paper)
+    extra=""
+    if [ "$PROFILE" = paper ] && \
+       ! $py -m pytest -q -x tests/test_cuda.py > "$OUT/cuda_tests.log" 2>&1; then
+        extra="-p cuda_graph False"
+        echo "CUDA tests failed (cuda_tests.log): notebooks run with cuda_graph=False" \
+            >> "$OUT/device.log"
+    fi
+    start=$(date +%s)
+    { time make reproduce PROFILE="$PROFILE" "${make_args[@]}" PAPERMILL_ARGS="$extra"; } \
+        > "$OUT/paper.log" 2>&1
+    status=$?
+    echo "make reproduce PROFILE=$PROFILE: exit $status, $(( $(date +%s) - start )) s" \
+        | tee -a "$OUT/device.log"
+    tar czf "$OUT/results.tgz" book/*.ipynb figures README.md
+    ;;
+*)
+    echo "unknown phase $phase: bench or paper" >&2; exit 2
+    ;;
+esac
