@@ -10,12 +10,6 @@ VENV ?= .venv
 PROFILE ?= auto
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# the interpreter that runs the notebooks; benchmarks/device.sh sets RUN=python3 STAMP=
-# where the packages are installed already (the GPU machine)
-RUN ?= $(BIN)/python
-# more papermill arguments, e.g. PAPERMILL_ARGS="-p cuda_graph False"
-PAPERMILL_ARGS ?=
-NOTEBOOKS := $(wildcard book/*.ipynb)
 # MathJax, served by the book itself (no CDN: the book and its browser test work offline),
 # from the npm registry's tarball, checked against the registry's published hash
 MATHJAX := book/_vendor/mathjax/tex-mml-chtml.js
@@ -34,13 +28,7 @@ $(STAMP): pyproject.toml
 
 # PROFILE=auto leaves F1LIB_PROFILE as the caller set it (else: paper on CUDA, quick on CPU)
 reproduce: $(STAMP)
-	@set -e; for nb in $(NOTEBOOKS); do \
-		echo "== $$nb (profile $(PROFILE))"; \
-		$(if $(filter-out auto,$(PROFILE)),F1LIB_PROFILE=$(PROFILE)) \
-		$(RUN) -m papermill "$$nb" "$$nb" --cwd book --kernel python3 --log-level WARNING \
-			$(PAPERMILL_ARGS); \
-	done
-	$(RUN) -m f1lib.ledger
+	$(BIN)/python -m f1lib.reproduce --profile $(PROFILE)
 
 book: reproduce html
 

@@ -4,12 +4,13 @@
 # (../shared/device/README.md: wheels and the full MNIST):
 #
 #   bash benchmarks/device.sh bench    CUDA tests, then every benchmark on CUDA
-#   bash benchmarks/device.sh paper    make reproduce PROFILE=paper, whole book
+#   bash benchmarks/device.sh paper    the whole book under the paper profile
+#                                       (python -m f1lib.reproduce, as make reproduce)
 #
 # Logs and results go to $OUT (device.log, bench.log, paper.log, results.tgz
 # with book/*.ipynb, figures/ and README.md). If the CUDA-graph tests fail,
 # `paper` runs the notebooks with cuda_graph=False and says so in its log.
-# Here, without a GPU: OUT=/tmp/out PROFILE=smoke bash benchmarks/device.sh paper
+# Here, without a GPU: OUT=/tmp/out PROFILE=smoke PY=.venv/bin/python bash benchmarks/device.sh paper
 set -uo pipefail
 cd "$(dirname "$0")/.."
 phase=${1:?usage: device.sh bench|paper}
@@ -23,11 +24,8 @@ if [ -d .device ] && ls .device/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site:$PWD
     gunzip -kf .device/MNIST/raw/*.gz || exit 1
     export F1LIB_DATA=$PWD/.device
-    make_args=(RUN=python3 STAMP=)
-else
-    make_args=()  # here: the Makefile's own virtual environment
 fi
-py=python3; [ ${#make_args[@]} -eq 0 ] && py=.venv/bin/python
+py=${PY:-python3}  # here: PY=.venv/bin/python, the Makefile's environment
 export F1LIB_GIT_COMMIT=${F1LIB_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 
 {
@@ -48,18 +46,17 @@ bench)
     } > "$OUT/bench.log" 2>&1
     ;;
 paper)
-    extra=""
+    extra=()
     if [ "$PROFILE" = paper ] && \
        ! $py -m pytest -q -x tests/test_cuda.py > "$OUT/cuda_tests.log" 2>&1; then
-        extra="-p cuda_graph False"
+        extra=(--set cuda_graph=False)
         echo "CUDA tests failed (cuda_tests.log): notebooks run with cuda_graph=False" \
             >> "$OUT/device.log"
     fi
     start=$(date +%s)
-    { time make reproduce PROFILE="$PROFILE" "${make_args[@]}" PAPERMILL_ARGS="$extra"; } \
-        > "$OUT/paper.log" 2>&1
+    $py -m f1lib.reproduce --profile "$PROFILE" "${extra[@]}" > "$OUT/paper.log" 2>&1
     status=$?
-    echo "make reproduce PROFILE=$PROFILE: exit $status, $(( $(date +%s) - start )) s" \
+    echo "reproduce --profile $PROFILE ${extra[*]}: exit $status, $(( $(date +%s) - start )) s" \
         | tee -a "$OUT/device.log"
     tar czf "$OUT/results.tgz" book/*.ipynb figures README.md
     ;;

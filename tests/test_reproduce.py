@@ -1,0 +1,54 @@
+"""python -m f1lib.reproduce: every notebook re-run in place, parameters where declared."""
+
+import json
+
+import nbformat
+import pytest
+
+pytest.importorskip("papermill")
+
+from f1lib.ledger import END, START  # noqa: E402
+from f1lib.reproduce import main, parse_setting  # noqa: E402
+
+
+def notebook(parameters: str, body: str):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    return nb
+
+
+def test_each_notebook_runs_in_place_with_the_profile_and_its_own_parameters(tmp_path,
+                                                                              monkeypatch):
+    book = tmp_path / "book"
+    book.mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "README.md").write_text(f"# x\n{START}\nold\n{END}\n")
+    record = ("import json, os\n"
+              "json.dump({'profile': os.environ.get('F1LIB_PROFILE'), **{k: v for k, v in "
+              "globals().items() if k in ('graph', 'n')}}, open(NAME, 'w'))")
+    nbformat.write(notebook("graph = True\nn = 1", record.replace("NAME", "'a.json'")),
+                   book / "a.ipynb")
+    nbformat.write(notebook("n = 1", record.replace("NAME", "'b.json'")), book / "b.ipynb")
+    monkeypatch.delenv("F1LIB_PROFILE", raising=False)
+    assert main(["--profile", "smoke", "--book", str(book), "--set", "graph=False"]) == 0
+    # run in the book folder, with the profile in the environment
+    assert json.loads((book / "a.json").read_text()) == {"profile": "smoke", "graph": False,
+                                                          "n": 1}
+    # a parameter the notebook does not declare is not injected
+    assert json.loads((book / "b.json").read_text()) == {"profile": "smoke", "n": 1}
+    # in place: the stored notebook now holds its executed cells
+    executed = nbformat.read(book / "a.ipynb", as_version=4)
+    assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code")
+    assert "old" not in (tmp_path / "README.md").read_text()
+
+
+def test_settings_are_python_literals():
+    assert parse_setting("cuda_graph=False") == ("cuda_graph", False)
+    assert parse_setting("betas=[0.1, 0.01]") == ("betas", [0.1, 0.01])
+    for bad in ("cuda_graph", "1x=2", "name=not a literal"):
+        with pytest.raises(Exception, match="--set"):
+            parse_setting(bad)
