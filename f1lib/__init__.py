@@ -4,7 +4,7 @@ from .config import F1Hyper, Schedule
 from .lp import LPSolution, f1_score, hinge_bounds, hinge_f1_bound, solve_lp
 from .models import FixedFeatures, SharedHeadMLP
 from .regularizer import F1Regularizer
-from .train import NonFiniteError, TensorData, batch_order, train
+from .train import NonFiniteError, TensorData, batch_order, train, train_runs
 
 __version__ = "0.1.0"
 
@@ -12,5 +12,5 @@ __all__ = [
     "F1Hyper", "F1Regularizer", "FixedFeatures", "LPSolution", "NonFiniteError", "Schedule",
     "SharedHeadMLP",
     "TensorData", "batch_order", "f1_score", "hinge_bounds", "hinge_f1_bound", "solve_lp",
-    "train",
+    "train", "train_runs",
 ]
