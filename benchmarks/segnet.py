@@ -10,8 +10,9 @@ fp32          float32, NCHW (the straightforward eager loop)
 bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
 
-Images/s are steady-state (benchmarks/timing.steady_rate: set-up and graph
-capture cancel out and are reported apart).
+Images/s are steady-state medians over --repeats timings
+(benchmarks/timing.steady_rate: set-up and graph capture cancel out and are
+reported apart).
 
     python benchmarks/segnet.py                       # CUDA, 256 x 256
     python benchmarks/segnet.py --device cpu --size 32 48 --width 0.125 --inner 3
@@ -57,6 +58,7 @@ def main() -> None:
     parser.add_argument("--outer", type=int, default=1,
                         help="outer loops of the shorter training (the longer has twice)")
     parser.add_argument("--inner", type=int, default=40, help="steps per outer loop")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per mode (median)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
@@ -77,7 +79,7 @@ def main() -> None:
     for label, fast, graph in modes:
         per_step, fixed = steady_rate(
             lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph),
-            args.outer, args.inner)
+            args.outer, args.inner, args.repeats)
         images = BATCH / per_step
         base = base or images
         print(f"{label:<20} {1e3 * per_step:>9.2f} {images:>9.1f} {images / base:>7.2f}x "

@@ -14,7 +14,8 @@ f1lib       f1lib.train.train_runs on the whole S-MNIST set held on the device:
             one run, then R runs (seeds x betas) batched into one vmapped step;
             on CUDA also with the inner step replayed as a CUDA graph.
 
-f1lib's steady-state time per step is the difference of two trainings of
+Every figure is the median of --repeats timings. f1lib's steady-state time per
+step is the difference of two trainings of
 different lengths divided by the extra steps, so set-up, the first outer
 loop's lazy initialisation and the CUDA graph's capture drop out; they are
 reported apart ("setup s"). The digits come from f1lib.data.mnist.load_digits
@@ -28,6 +29,7 @@ measured, so which digits does not matter.
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -121,6 +123,7 @@ def main() -> None:
     parser.add_argument("--inner", type=int, default=600, help="steps per outer loop")
     parser.add_argument("--runs", type=int, default=40, help="runs batched together")
     parser.add_argument("--variant", default="stable", choices=["paper", "stable"])
+    parser.add_argument("--repeats", type=int, default=3, help="timings per mode (median)")
     parser.add_argument("--paper-steps", type=int, default=24_000,
                         help="steps of one paper-schedule run (40 x 600), for the projection")
     args = parser.parse_args()
@@ -135,8 +138,9 @@ def main() -> None:
     print(f"device: {name}; torch {torch.__version__}; S-MNIST {len(data):,} images "
           f"({digits.source}); batch {BATCH}; {args.variant} regularizer")
 
-    naive = naive_loop(digits.train_images, digits.train_labels, device, args.steps, args.inner,
-                       args.variant)
+    naive = statistics.median(
+        naive_loop(digits.train_images, digits.train_labels, device, args.steps, args.inner,
+                   args.variant) for _ in range(args.repeats))
     rows = [("naive loop", 1, naive, float("nan"))]
     modes = [(False, 1), (False, args.runs)]
     if device == "cuda":
@@ -144,7 +148,7 @@ def main() -> None:
     for graph, runs in modes:
         per_step, fixed = steady_rate(
             lambda k: f1lib_time(data, device, runs, k, args.inner, args.variant, graph),
-            args.outer, args.inner)
+            args.outer, args.inner, args.repeats)
         label = "f1lib" + (", CUDA graph" if graph else ", eager")
         rows.append((label, runs, per_step, fixed))
 

@@ -24,7 +24,8 @@ def test_inner_step_benchmark_runs_on_cpu():
 
 
 def test_smnist_benchmark_compares_the_naive_loop_with_single_and_batched_runs():
-    lines = run("smnist.py", "--steps", "4", "--outer", "1", "--inner", "30", "--runs", "2")
+    lines = run("smnist.py", "--steps", "4", "--outer", "1", "--inner", "30", "--runs", "2",
+                "--repeats", "1")
     rows = [line.rsplit(None, 5) for line in table(lines, "mode")]
     assert [(r[0], int(r[1])) for r in rows] == [("naive loop", 1), ("f1lib, eager", 1),
                                                    ("f1lib, eager", 2)]
@@ -35,7 +36,7 @@ def test_smnist_benchmark_compares_the_naive_loop_with_single_and_batched_runs()
 
 def test_segnet_benchmark_compares_fp32_with_bf16_channels_last():
     lines = run("segnet.py", "--size", "32", "48", "--width", "0.125", "--inner", "12",
-                "--images", "28")
+                "--images", "28", "--repeats", "1")
     rows = table(lines, "mode")
     assert [line[:20].strip() for line in rows] == ["fp32", "bf16 + CL"]
     assert rows[0].split()[3] == "1.00x"
