@@ -6,15 +6,19 @@
 Each notebook runs under papermill with the profile passed as $F1LIB_PROFILE,
 so no injected cell overrides nbval's smoke profile later. `--set` passes a
 parameter to the notebooks whose parameters cell declares it (its value is a
-Python literal). Notebooks save their own figures and provenance (with their
-wall time); this prints each one's time as it goes.
+Python literal). `--jobs N` runs N notebooks at once: on a GPU machine the
+CPU-bound ones (lp_bound, sky_histogram) then run beside the GPU-bound ones.
+Notebooks save their own figures and provenance (with their wall time, which
+sharing the machine lengthens); each one's log goes to .cache/reproduce/.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
                              "and figures/ beside it get the claims table")
     parser.add_argument("--set", dest="settings", type=parse_setting, action="append",
                         default=[], metavar="NAME=VALUE")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="notebooks run at once (a GPU machine: the CPU-bound notebooks "
+                             "run beside the GPU-bound ones)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
     import papermill
 
@@ -54,23 +63,50 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = sorted(book.glob("*.ipynb"))
     if not notebooks:
         parser.error(f"no notebooks in {book}")
+    logs = root / ".cache" / "reproduce"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
     if args.profile != "auto":
-        os.environ["F1LIB_PROFILE"] = args.profile
-    start = time.perf_counter()
-    for notebook in notebooks:
+        env["F1LIB_PROFILE"] = args.profile
+
+    def launch(notebook: Path) -> tuple[subprocess.Popen, float]:
         declared = papermill.inspect_notebook(str(notebook))
         parameters = {k: v for k, v in args.settings if k in declared}
-        print(f"== {notebook.name} (profile {args.profile}"
-              + "".join(f", {k}={v!r}" for k, v in parameters.items()) + ")", flush=True)
-        began = time.perf_counter()
-        papermill.execute_notebook(str(notebook), str(notebook), parameters=parameters or None,
-                                   cwd=str(book), kernel_name="python3", progress_bar=False)
-        print(f"   {time.perf_counter() - began:.0f} s", flush=True)
+        print(f"== {notebook.name} starts (profile {args.profile}"
+              + "".join(f", {k}={v!r}" for k, v in parameters.items())
+              + f"; log {logs / notebook.stem}.log)", flush=True)
+        command = [sys.executable, "-m", "papermill", str(notebook), str(notebook), "--cwd",
+                   str(book), "--kernel", "python3", "--log-level", "WARNING"]
+        if parameters:
+            command += ["-y", json.dumps(parameters)]  # JSON is YAML
+        log = open(logs / f"{notebook.stem}.log", "w")
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), \
+            time.perf_counter()
+
+    start = time.perf_counter()
+    waiting, running, failed = list(notebooks), {}, []
+    while waiting or running:
+        while waiting and len(running) < args.jobs:
+            notebook = waiting.pop(0)
+            running[notebook] = launch(notebook)
+        time.sleep(0.5)
+        for notebook, (process, began) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[notebook]
+            outcome = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
+            print(f"== {notebook.name} {outcome} in {time.perf_counter() - began:.0f} s",
+                  flush=True)
+            if process.returncode:
+                failed.append(notebook.name)
+                tail = (logs / f"{notebook.stem}.log").read_text().splitlines()[-30:]
+                print("\n".join("   " + line for line in tail), flush=True)
     readme = root / "README.md"
     changed = update_readme(readme, root / "figures")
     print(f"{readme}: claims table {'updated' if changed else 'unchanged'}; "
-          f"{len(notebooks)} notebooks in {time.perf_counter() - start:.0f} s")
-    return 0
+          f"{len(notebooks)} notebooks in {time.perf_counter() - start:.0f} s"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

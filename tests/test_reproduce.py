@@ -34,7 +34,8 @@ def test_each_notebook_runs_in_place_with_the_profile_and_its_own_parameters(tmp
                    book / "a.ipynb")
     nbformat.write(notebook("n = 1", record.replace("NAME", "'b.json'")), book / "b.ipynb")
     monkeypatch.delenv("F1LIB_PROFILE", raising=False)
-    assert main(["--profile", "smoke", "--book", str(book), "--set", "graph=False"]) == 0
+    assert main(["--profile", "smoke", "--book", str(book), "--set", "graph=False",
+                 "--jobs", "2"]) == 0
     # run in the book folder, with the profile in the environment
     assert json.loads((book / "a.json").read_text()) == {"profile": "smoke", "graph": False,
                                                           "n": 1}
@@ -52,3 +53,16 @@ def test_settings_are_python_literals():
     for bad in ("cuda_graph", "1x=2", "name=not a literal"):
         with pytest.raises(Exception, match="--set"):
             parse_setting(bad)
+
+
+def test_a_failing_notebook_fails_the_run_and_the_others_still_run(tmp_path, capsys):
+    book = tmp_path / "book"
+    book.mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
+    nbformat.write(notebook("n = 1", "raise RuntimeError('broken on purpose')"), book / "a.ipynb")
+    nbformat.write(notebook("n = 1", "open('b.done', 'w').write('yes')"), book / "b.ipynb")
+    assert main(["--profile", "smoke", "--book", str(book)]) == 1
+    out = capsys.readouterr().out
+    assert "a.ipynb FAILED" in out and "broken on purpose" in out and "failed: a.ipynb" in out
+    assert (book / "b.done").read_text() == "yes"
