@@ -7,9 +7,12 @@
 #   bash benchmarks/device.sh paper    the whole book under the paper profile
 #                                       (python -m f1lib.reproduce, as make reproduce)
 #
-# Logs and results go to $OUT (device.log, bench.log, paper.log, results.tgz
-# with book/*.ipynb, figures/ and README.md). If the CUDA-graph tests fail,
-# `paper` runs the notebooks with cuda_graph=False and says so in its log.
+# Logs and results go to $OUT (device.log, bench.log, paper.log, notebook_logs/,
+# results.tgz with book/*.ipynb, figures/ and README.md). If the CUDA-graph
+# tests fail, `paper` runs the notebooks with cuda_graph=False and says so in
+# its log. The device's copy of the checkout has no .git: name the commit, e.g.
+#   run(carry=[".device"], command="F1LIB_GIT_COMMIT=<local HEAD> bash benchmarks/device.sh paper")
+# and unpack results.tgz here (tar xzf) to commit what it produced.
 # Here, without a GPU: OUT=/tmp/out PROFILE=smoke PY=.venv/bin/python bash benchmarks/device.sh paper
 set -uo pipefail
 cd "$(dirname "$0")/.."
