@@ -310,6 +310,13 @@ def train_runs(
     model. A run that turns non-finite stops there: its entry is the
     NonFiniteError (with the rows before it) while the others go on.
 
+    Batched, each run computes what it would alone up to floating-point
+    rounding (tests/test_train_runs.py); a network that amplifies rounding,
+    such as SegNet's batch norms over a handful of values at its 1x1
+    bottleneck, drifts further apart within a few steps. Ops without a vmap
+    batching rule (max_unpool2d) fall back to a loop over the runs, with a
+    PyTorch warning: f1lib.sky_study trains SegNet runs one at a time.
+
     graph: capture the inner step as a CUDA graph (CUDA only).
     Other arguments as in `train`.
     """
