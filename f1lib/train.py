@@ -232,11 +232,9 @@ class CapturedStep:
     def __init__(self, step: Callable[[Tensor], object], warmup: int = 3):
         self.step, self.warmup, self.calls = step, warmup, 0
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.capture_s = 0.0  # host time spent warming up and recording
 
     def __call__(self, idx: Tensor):
         if self.graph is None:
-            start = time.perf_counter()
             if self.calls < self.warmup:
                 self.calls += 1
                 side = torch.cuda.Stream()
@@ -244,13 +242,11 @@ class CapturedStep:
                 with torch.cuda.stream(side):
                     out = self.step(idx)
                 torch.cuda.current_stream().wait_stream(side)
-                self.capture_s += time.perf_counter() - start
                 return out
             self.static_idx = idx.clone()
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
                 self.static_out = self.step(self.static_idx)  # recorded, not run
-            self.capture_s += time.perf_counter() - start
         else:
             self.static_idx.copy_(idx)
         self.graph.replay()
