@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -22,7 +23,8 @@ from .data.gaussians import gaussian_problem
 from .lp import f1_score, hinge_f1_bound, solve_lp
 from .models import FixedFeatures
 from .regularizer import VARIANT_HAS_BIAS, F1Regularizer
-from .train import NonFiniteError, TensorData, train
+from .study import tagged_rows
+from .train import TensorData, train_runs
 
 @dataclass(frozen=True)
 class Problem:
@@ -77,15 +79,10 @@ def run_job(job: Job) -> list[dict]:
         return {"exact_f1_bound": hinge_f1_bound(s, pos, eps), "true_f1": f1_score(s, pos)}
 
     base = {"problem": job.problem.label, "variant": job.variant, "seed": job.seed}
-    try:
-        history = train(FixedFeatures(), TensorData(x, None, pos), reg, schedule=job.schedule,
-                        seed=job.seed, evaluate=exact, progress=False)
-        status = "finished"
-    except NonFiniteError as err:
-        history, status = [], f"diverged: {err}"
-    if not history:
-        return [{**base, "outer": 0, "status": status}]
-    return [{**base, **row, "status": status} for row in history]
+    start = time.perf_counter()
+    (result,) = train_runs([FixedFeatures()], TensorData(x, None, pos), [reg], seeds=[job.seed],
+                           schedule=job.schedule, evaluate=exact, progress=False)
+    return tagged_rows(base, result, time.perf_counter() - start)
 
 
 def run_lp_study(problems: list[Problem], variants: list[str], seeds: int, schedule: Schedule,

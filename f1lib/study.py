@@ -82,18 +82,22 @@ def batch_key(run: Run) -> tuple:
     return (run.variant, run.lr_scale)
 
 
-def tagged_rows(run: Run, result: list[dict] | NonFiniteError, wall_s: float) -> list[dict]:
-    """A run's history rows, tagged with the run, its status and wall time.
+def run_tag(run: Run) -> dict:
+    """The columns that name a run in its history rows."""
+    return {"run": run.label, **asdict(run), "variant": run.variant}
+
+
+def tagged_rows(tag: dict, result: list[dict] | NonFiniteError, wall_s: float) -> list[dict]:
+    """A run's history rows with `tag`'s columns, its status and its wall time.
 
     A run that turned NaN or infinite (its result is the NonFiniteError of
     f1lib.train) keeps its rows up to then, marked diverged.
     """
-    tag = {"run": run.label, **asdict(run), "variant": run.variant}
     if isinstance(result, NonFiniteError):
-        history, tag["status"] = result.history, f"diverged at outer loop {result.outer}"
+        history, status = result.history, f"diverged at outer loop {result.outer}"
     else:
-        history, tag["status"] = result, "finished"
-    tag["wall_s"] = round(wall_s, 2)
+        history, status = result, "finished"
+    tag = {**tag, "status": status, "wall_s": round(wall_s, 2)}
     if not history:
         return [{**tag, "outer": 0}]
     return [{**tag, **row} for row in history]
@@ -130,7 +134,7 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
                          schedule=schedule, evaluate=[evaluation(reg) for reg in regularizers],
                          checkpoint=checkpoint, **options)
     wall = (time.perf_counter() - start) / len(runs)
-    return [tagged_rows(run, result, wall) for run, result in zip(runs, results)], models
+    return [tagged_rows(run_tag(run), result, wall) for run, result in zip(runs, results)], models
 
 
 def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[list[dict]]],

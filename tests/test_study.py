@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from f1lib.study import (Run, batch_key, interval_text, paired_differences, points_text,
-                         run_matrix, run_study, summarize)
+                         run_matrix, run_study, run_tag, summarize, tagged_rows)
+from f1lib.train import NonFiniteError
 
 
 def test_the_run_matrix_and_its_labels():
@@ -115,3 +116,19 @@ def test_summary_rows_print_as_intervals_and_points():
     assert interval_text({**summary_row, "acc_low": float("nan")}, "acc", 2) == "0.84"
     paired_row = {"difference": -0.0003, "low": -0.0011, "high": 0.0004}
     assert points_text(paired_row) == "-0.03 [-0.11, +0.04] points"
+
+
+def test_tagged_rows_keep_a_diverged_runs_rows_and_mark_it():
+    tag = {"run": "paper, β=0.1", "seed": 2}
+    rows = [{"outer": 1, "acc": 0.5}, {"outer": 2, "acc": 0.6}]
+    diverged = tagged_rows(tag, NonFiniteError("nan", history=rows, outer=3), 1.234)
+    assert [(r["outer"], r["status"], r["wall_s"], r["seed"]) for r in diverged] == [
+        (1, "diverged at outer loop 3", 1.23, 2), (2, "diverged at outer loop 3", 1.23, 2)]
+    finished = tagged_rows(tag, rows, 0.5)
+    assert [r["status"] for r in finished] == ["finished", "finished"]
+    assert finished[1]["acc"] == 0.6 and finished[1]["run"] == "paper, β=0.1"
+    (empty,) = tagged_rows(tag, NonFiniteError("nan", outer=1), 0.1)
+    assert empty["outer"] == 0 and empty["status"] == "diverged at outer loop 1"
+    assert run_tag(Run("stable", 0.1, 4)) == {"run": "stable, β=0.1", "method": "stable",
+                                             "beta": 0.1, "seed": 4, "lr_scale": 1.0,
+                                             "variant": "stable"}
