@@ -59,9 +59,14 @@ paper)
     start=$(date +%s)
     # all four notebooks at once: lp_bound and sky_histogram are CPU work, and the
     # GPU notebooks' captured steps leave the CPU cores free for them
-    $py -m f1lib.reproduce --profile "$PROFILE" --jobs 4 "${extra[@]}" > "$OUT/paper.log" 2>&1
-    cp -r .cache/reproduce "$OUT/notebook_logs" 2>/dev/null
+    # stopped before the device's 10-minute limit so that what finished still comes back;
+    # run `paper` again on the still-warm machine and the notebooks resume from .cache/
+    timeout "${PAPER_LIMIT_S:-540}" \
+        $py -m f1lib.reproduce --profile "$PROFILE" --jobs 4 "${extra[@]}" > "$OUT/paper.log" 2>&1
     status=$?
+    [ $status -eq 124 ] && echo "stopped after ${PAPER_LIMIT_S:-540} s: run paper again to resume" \
+        >> "$OUT/device.log"
+    cp -r .cache/reproduce "$OUT/notebook_logs" 2>/dev/null
     echo "reproduce --profile $PROFILE ${extra[*]}: exit $status, $(( $(date +%s) - start )) s" \
         | tee -a "$OUT/device.log"
     tar czf "$OUT/results.tgz" book/*.ipynb figures README.md
