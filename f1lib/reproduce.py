@@ -79,9 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                    str(book), "--kernel", "python3", "--log-level", "WARNING"]
         if parameters:
             command += ["-y", json.dumps(parameters)]  # JSON is YAML
-        log = open(logs / f"{notebook.stem}.log", "w")
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), \
-            time.perf_counter()
+        with open(logs / f"{notebook.stem}.log", "w") as log:  # the child keeps its own handle
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), \
+                time.perf_counter()
 
     start = time.perf_counter()
     waiting, running, failed = list(notebooks), {}, []

@@ -126,17 +126,16 @@ class RunLoss(nn.Module):
 
     def forward(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         data = self.data
-        device = data.inputs.device
-        zero = torch.zeros((), device=device)
         # no autocast cache: it must not outlive a captured CUDA graph's step
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16,
+        with torch.autocast(data.inputs.device.type, dtype=torch.bfloat16, enabled=self.bf16,
                             cache_enabled=False):
             task_output, f1_output = self.model(data.inputs[idx])
-            task = zero
             if task_output is not None and data.targets is not None:
                 task = self.task_loss(task_output, data.targets[idx])
+            else:
+                task = torch.zeros((), device=data.inputs.device)
         if self.regularizer is None:
-            return task, task.detach(), zero
+            return task, task.detach(), torch.zeros((), device=data.inputs.device)
         # the trainer checked every label against the table before the first step
         penalty, lagrangian = self.regularizer.penalty(f1_output, data.positive[idx], idx,
                                                        check_labels=False)
@@ -151,7 +150,11 @@ def make_step(model: nn.Module, data: TensorData, regularizer: F1Regularizer | N
     Both come back as device tensors: nothing here waits for the device, so
     the step can run ahead of it, or be captured in a CUDA graph.
     """
-    run = RunLoss(model, regularizer, data, task_loss, bf16)
+    return _run_step(RunLoss(model, regularizer, data, task_loss, bf16), optimizer)
+
+
+def _run_step(run: RunLoss, optimizer: torch.optim.Optimizer):
+    regularizer = run.regularizer
 
     def step(idx: Tensor) -> tuple[Tensor, Tensor]:
         loss, task, lagrangian = run(idx)
@@ -189,34 +192,37 @@ def stack_runs(runs: Sequence[nn.Module]) -> tuple[dict[str, Tensor], dict[str, 
     return params, buffers
 
 
-def make_batched_step(runs: Sequence[RunLoss], params: dict[str, Tensor],
-                      buffers: dict[str, Tensor], optimizer: torch.optim.Optimizer):
-    """The inner step of R stacked runs (`stack_runs`) on minibatches idx (R, B):
-    returns (task losses, Lagrangians), each (R,).
+def make_batched_step(runs: Sequence[RunLoss], schedule: Schedule):
+    """The inner step of R runs trained together: (step, optimizer).
 
-    The runs' losses are vmapped over the stack; their sum's gradient is each
-    run's own gradient, since no run's loss depends on another's weights.
+    The runs are stacked (`stack_runs`) and one SGD, with each parameter
+    group's step size, updates the stack. step(idx) takes minibatches idx
+    (R, B) and returns (task losses, Lagrangians), each (R,). The runs'
+    losses are vmapped over the stack; their sum's gradient is each run's own
+    gradient, since no run's loss depends on another's weights.
     """
+    _check_batchable(runs)
     base = runs[0]
+    groups = _param_groups(base, schedule)
+    names = {id(p): name for name, p in base.named_parameters()}
+    params, buffers = stack_runs(runs)
+    optimizer = torch.optim.SGD([{**g, "params": [params[names[id(p)]] for p in g["params"]]}
+                                 for g in groups])
     regularizer = base.regularizer
     eps = params.get("regularizer.eps")
-
-    def one_run(p, b, idx):
-        return functional_call(base, (p, b), (idx,))
-
-    batched = vmap(one_run)
+    batched = vmap(lambda p, b, idx: functional_call(base, (p, b), (idx,)))
 
     def step(idx: Tensor) -> tuple[Tensor, Tensor]:
         loss, task, lagrangian = batched(params, buffers, idx)
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
-        if eps is not None:
+        if eps is not None:  # F1Regularizer.project_, on every run's eps at once
             with torch.no_grad():
                 eps.clamp_(min=regularizer.eps_floor)
         return task, lagrangian
 
-    return step
+    return step, optimizer
 
 
 class CapturedStep:
@@ -342,15 +348,15 @@ def train_runs(
         reg.check_labels(data.positive, torch.arange(n, device=device))
 
     runs = [RunLoss(m, reg, data, task_loss, bf16) for m, reg in zip(models, regularizers)]
-    groups = _param_groups(runs[0], schedule)
     if count == 1:
-        optimizer = torch.optim.SGD(groups)
+        optimizer = torch.optim.SGD(_param_groups(runs[0], schedule))
+        single = _run_step(runs[0], optimizer)
+
+        def step(idx):  # (1, B) -> (1,), (1,)
+            task, lagrangian = single(idx[0])
+            return task.view(1), lagrangian.view(1)
     else:
-        _check_batchable(runs)
-        names = {id(p): name for name, p in runs[0].named_parameters()}
-        params, buffers = stack_runs(runs)
-        optimizer = torch.optim.SGD([{**g, "params": [params[names[id(p)]] for p in g["params"]]}
-                                     for g in groups])
+        step, optimizer = make_batched_step(runs, schedule)
 
     histories: list[list[dict]] = [[] for _ in range(count)]
     failed: dict[int, NonFiniteError] = {}
@@ -371,14 +377,6 @@ def train_runs(
         failed = {r: NonFiniteError(message, histories[r], outer)
                   for r, (message, outer) in state["failed"].items()}
 
-    if count == 1:
-        single = make_step(models[0], data, regularizers[0], optimizer, task_loss, bf16)
-
-        def step(idx):  # (1, B) -> (1,), (1,)
-            task, lagrangian = single(idx[0])
-            return task.view(1), lagrangian.view(1)
-    else:
-        step = make_batched_step(runs, params, buffers, optimizer)
     # per outer loop: the sums of every run's task loss and Lagrangian
     totals = torch.zeros(2, count, device=device)
 

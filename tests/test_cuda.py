@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, batch_order
-from f1lib.train import RunLoss, make_batched_step, make_step, stack_runs, train_runs
+from f1lib.train import RunLoss, make_batched_step, make_step, train_runs
 
 from test_train import TwoHeads, toy_data
 
@@ -111,12 +111,7 @@ def test_training_replayed_as_a_cuda_graph_matches_eager(variant, betas):
 def test_the_batched_inner_step_does_not_synchronise():
     models, data, regs = fresh_runs("stable", [0.0, 1e-3, 0.1])
     runs = [RunLoss(m, r, data, torch.nn.functional.cross_entropy) for m, r in zip(models, regs)]
-    names = {id(p): n for n, p in runs[0].named_parameters()}
-    groups = [{"params": list(models[0].parameters()), "lr": 0.01}, *regs[0].param_groups()]
-    params, buffers = stack_runs(runs)
-    optimizer = torch.optim.SGD([{**g, "params": [params[names[id(p)]] for p in g["params"]]}
-                                 for g in groups])
-    step = make_batched_step(runs, params, buffers, optimizer)
+    step, _ = make_batched_step(runs, Schedule())
     order = torch.stack([batch_order(s, 0, 10, 16, len(data)) for s in range(3)], 1).cuda()
     step(order[0])
     torch.cuda.synchronize()
