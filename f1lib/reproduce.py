@@ -2,11 +2,13 @@
 
     python -m f1lib.reproduce --profile paper
     python -m f1lib.reproduce --profile paper --set cuda_graph=False
+    python -m f1lib.reproduce --profile paper --only mnist sky_segmentation
 
 Each notebook runs under papermill with the profile passed as $F1LIB_PROFILE,
 so no injected cell overrides nbval's smoke profile later. `--set` passes a
 parameter to the notebooks whose parameters cell declares it (its value is a
-Python literal). `--jobs N` runs N notebooks at once: on a GPU machine the
+Python literal). `--only` names the notebooks to run (their file stems); the
+others keep their stored outputs. `--jobs N` runs N notebooks at once: on a GPU machine the
 CPU-bound ones (lp_bound, sky_histogram) then run beside the GPU-bound ones.
 Notebooks save their own figures and provenance (with their wall time, which
 sharing the machine lengthens); each one's log goes to .cache/reproduce/.
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="notebooks run at once (a GPU machine: the CPU-bound notebooks "
                              "run beside the GPU-bound ones)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK",
+                        help="run only these notebooks (file stems, e.g. mnist)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
@@ -63,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = sorted(book.glob("*.ipynb"))
     if not notebooks:
         parser.error(f"no notebooks in {book}")
+    if args.only is not None:
+        unknown = sorted(set(args.only) - {nb.stem for nb in notebooks})
+        if unknown:
+            parser.error(f"--only: no notebook {', '.join(unknown)} in {book}; "
+                         f"known: {', '.join(nb.stem for nb in notebooks)}")
+        notebooks = [nb for nb in notebooks if nb.stem in args.only]
     logs = root / ".cache" / "reproduce"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

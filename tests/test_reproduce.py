@@ -66,3 +66,18 @@ def test_a_failing_notebook_fails_the_run_and_the_others_still_run(tmp_path, cap
     out = capsys.readouterr().out
     assert "a.ipynb FAILED" in out and "broken on purpose" in out and "failed: a.ipynb" in out
     assert (book / "b.done").read_text() == "yes"
+
+
+def test_only_runs_the_named_notebooks_and_refuses_unknown_names(tmp_path):
+    book = tmp_path / "book"
+    book.mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
+    for name in ("a", "b"):
+        nbformat.write(notebook("n = 1", f"open('{name}.done', 'w').write('yes')"),
+                       book / f"{name}.ipynb")
+    assert main(["--profile", "smoke", "--book", str(book), "--only", "b"]) == 0
+    assert (book / "b.done").exists() and not (book / "a.done").exists()
+    with pytest.raises(SystemExit):
+        main(["--profile", "smoke", "--book", str(book), "--only", "b", "nope"])
+    assert not (book / "a.done").exists()
