@@ -1,77 +1,129 @@
 #!/usr/bin/env bash
-# One GPU session's work, in two commands of under 10 minutes each (the device
-# tool's limit), run from the repository root with `.device` carried
-# (../shared/device/README.md: wheels and the full MNIST):
+# A GPU session's work for issue 7, fitted to its 15 minutes of device time (machine
+# start included) and the tool's 10 minutes per command. The same command, called twice
+# in a row on one warm machine, does all of it; each step is done once, and each call
+# stops itself LIMIT_S seconds after it began so that what it finished comes back:
 #
-#   bash benchmarks/device.sh bench    CUDA tests, then every benchmark on CUDA
-#   bash benchmarks/device.sh paper    the whole book under the paper profile
-#                                       (python -m f1lib.reproduce, as make reproduce)
+#   1. the CUDA tests (captured steps against eager); if they fail, the notebooks run
+#      with cuda_graph=False, and device.log says so
+#   2. the paper profile's notebooks, all at once (python -m f1lib.reproduce --only the
+#      unfinished ones); their runs' checkpoints in .cache/ outlive a call on the warm
+#      machine, so the second call resumes them
+#   3. the benchmarks (smnist.py, segnet.py), on the quiet GPU once the notebooks are done
 #
-# Logs and results go to $OUT (device.log, bench.log, paper.log, notebook_logs/,
-# results.tgz with book/*.ipynb, figures/ and README.md). If the CUDA-graph
-# tests fail, `paper` runs the notebooks with cuda_graph=False and says so in
-# its log. The device's copy of the checkout has no .git: name the commit, e.g.
-#   run(carry=[".device"], command="F1LIB_GIT_COMMIT=<local HEAD> bash benchmarks/device.sh paper")
-# and unpack results.tgz here (tar xzf) to commit what it produced.
-# Here, without a GPU: OUT=/tmp/out PROFILE=smoke PY=.venv/bin/python bash benchmarks/device.sh paper
+# From the repository root here, with .device set up as ../shared/device/README.md says:
+#   run(carry=[".device"], timeout_s=600,
+#       command="F1LIB_GIT_COMMIT=<local HEAD> bash benchmarks/device.sh")
+#   run(..., timeout_s=<device time left>,
+#       command="LIMIT_S=<that, less 30> F1LIB_GIT_COMMIT=<local HEAD> bash benchmarks/device.sh")
+# The second call must follow at once: an idle machine goes back after 30 seconds, and
+# everything on it with it. Each call writes to $OUT (at most 8 files come back):
+#   device.log     the machine, the commit, what each step did and how long it took
+#   cuda_tests.log, paper.log, bench.log
+#   results.tgz    the notebooks that finished in this call, the figures/ files that they
+#                  wrote, and the notebooks' logs: unpack it here (tar xzf), then
+#                  rebuild the README's claims table from figures/ (python -m f1lib.ledger)
+# The tracked files are sent afresh with every call, so a call's tarball holds only its
+# own notebooks. Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one),
+# JOBS (4), LIMIT_S (570), BENCH (1; 0 skips step 3), PY (python3).
+# Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
+#   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-phase=${1:?usage: device.sh bench|paper}
+began=$(date +%s)
 OUT=${OUT:?set OUT to the folder that comes back}
 PROFILE=${PROFILE:-paper}
-mkdir -p "$OUT"
+LIMIT_S=${LIMIT_S:-570}
+BENCH=${BENCH:-1}
+JOBS=${JOBS:-4}
+py=${PY:-python3}
+state=.cache/device  # ignored by git: it survives between calls on a warm machine
+mkdir -p "$OUT" "$state"
+left() { echo $(( LIMIT_S - ($(date +%s) - began) )); }
+settled() { [ -e "$state/done_$1" ] || [ -e "$state/failed_$1" ]; }
+say() { echo "[$(date -u +%H:%M:%S), ${SECONDS}s] $*" | tee -a "$OUT/device.log"; }
 
 if [ -d .device ] && ls .device/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .device/*.whl \
-        || exit 1
+    if [ ! -e /tmp/site/papermill ]; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
+            .device/*.whl || exit 1
+    fi
     export PYTHONPATH=/tmp/site:$PWD
     gunzip -kf .device/MNIST/raw/*.gz || exit 1
     export F1LIB_DATA=$PWD/.device
 fi
-py=${PY:-python3}  # here: PY=.venv/bin/python, the Makefile's environment
 export F1LIB_GIT_COMMIT=${F1LIB_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
-
+export PYTHONUNBUFFERED=1
 {
-    date -u +"%Y-%m-%dT%H:%M:%SZ"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
         || echo "no GPU"
     $py -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"
-    echo "commit $F1LIB_GIT_COMMIT"
-} >> "$OUT/device.log"
+    echo "commit $F1LIB_GIT_COMMIT; profile $PROFILE; limit ${LIMIT_S}s"
+} >> "$OUT/device.log" 2>&1
+say "call starts; done before: $(cd "$state" && ls | tr '\n' ' ')"
 
-case $phase in
-bench)
-    {
-        $py -m pytest -q tests/test_cuda.py tests/test_train_runs.py 2>&1 | tail -15
-        # one outer loop of 600 steps against two, twice each: about 2 minutes on an H100
-        echo "== benchmarks/smnist.py"; time $py benchmarks/smnist.py --outer 1 --repeats 2
-        echo "== benchmarks/segnet.py"; time $py benchmarks/segnet.py --repeats 2
-    } > "$OUT/bench.log" 2>&1
-    ;;
-paper)
-    extra=()
-    if [ "$PROFILE" = paper ] && \
-       ! $py -m pytest -q -x tests/test_cuda.py > "$OUT/cuda_tests.log" 2>&1; then
-        extra=(--set cuda_graph=False)
-        echo "CUDA tests failed (cuda_tests.log): notebooks run with cuda_graph=False" \
-            >> "$OUT/device.log"
-    fi
+# 1. CUDA tests, once
+if [ ! -e "$state/cuda_tests" ]; then
+    $py -m pytest -q -x tests/test_cuda.py > "$OUT/cuda_tests.log" 2>&1
+    echo $? > "$state/cuda_tests"
+    say "CUDA tests: exit $(cat "$state/cuda_tests") ($(tail -1 "$OUT/cuda_tests.log"))"
+fi
+extra=()
+if [ "$(cat "$state/cuda_tests")" != 0 ]; then
+    extra=(--set cuda_graph=False)
+    say "the CUDA tests failed or found no GPU: notebooks run with cuda_graph=False"
+fi
+
+# 2. the notebooks not yet finished, stopped in time for the tarball
+all=${NOTEBOOKS:-$(cd book && ls *.ipynb | sed 's/\.ipynb$//' | tr '\n' ' ')}
+todo=()
+for name in $all; do settled "$name" || todo+=("$name"); done
+if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt 30 ]; then
+    say "notebooks: ${todo[*]} (profile $PROFILE ${extra[*]}), for at most $(( $(left) - 20 )) s"
     start=$(date +%s)
-    # all four notebooks at once: lp_bound and sky_histogram are CPU work, and the
-    # GPU notebooks' captured steps leave the CPU cores free for them
-    # stopped before the device's 10-minute limit so that what finished still comes back;
-    # run `paper` again on the still-warm machine and the notebooks resume from .cache/
-    timeout "${PAPER_LIMIT_S:-540}" \
-        $py -m f1lib.reproduce --profile "$PROFILE" --jobs 4 "${extra[@]}" > "$OUT/paper.log" 2>&1
+    timeout $(( $(left) - 20 )) $py -m f1lib.reproduce --profile "$PROFILE" --jobs "$JOBS" \
+        --only "${todo[@]}" --set workers=8 "${extra[@]}" > "$OUT/paper.log" 2>&1
     status=$?
-    [ $status -eq 124 ] && echo "stopped after ${PAPER_LIMIT_S:-540} s: run paper again to resume" \
-        >> "$OUT/device.log"
-    cp -r .cache/reproduce "$OUT/notebook_logs" 2>/dev/null
-    echo "reproduce --profile $PROFILE ${extra[*]}: exit $status, $(( $(date +%s) - start )) s" \
-        | tee -a "$OUT/device.log"
-    tar czf "$OUT/results.tgz" book/*.ipynb figures README.md
-    ;;
-*)
-    echo "unknown phase $phase: bench or paper" >&2; exit 2
-    ;;
-esac
+    spent=$(( $(date +%s) - start ))
+    echo $(( $(cat "$state/paper_s" 2>/dev/null || echo 0) + spent )) > "$state/paper_s"
+    for name in "${todo[@]}"; do  # a failed notebook is not tried again
+        grep -q "^== $name.ipynb done" "$OUT/paper.log" && touch "$state/done_$name"
+        grep -q "^== $name.ipynb FAILED" "$OUT/paper.log" && touch "$state/failed_$name"
+    done
+    [ $status -eq 124 ] && say "stopped at the call's limit: call again to resume"
+    say "reproduce exit $status after $spent s; notebooks' time over all calls $(cat "$state/paper_s") s"
+fi
+# what this call finished: the notebooks and the figure files their records list (a
+# notebook stopped midway may have written some figures; those stay behind)
+finished=()
+for name in "${todo[@]}"; do [ -e "$state/done_$name" ] && finished+=("$name"); done
+mapfile -t outputs < <(for name in "${finished[@]}"; do
+    echo "book/$name.ipynb"
+    $py -c "import sys; from f1lib.provenance import notebook_outputs
+print(*notebook_outputs('figures', sys.argv[1] + '.ipynb'), sep='\n')" "$name"
+done)
+tar czf "$OUT/results.tgz" "${outputs[@]}" .cache/reproduce
+say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files"
+
+# 3. the benchmarks, once the notebooks are done (their timings want a quiet GPU)
+unfinished=0
+for name in $all; do settled "$name" || unfinished=1; done
+if [ "$BENCH" = 1 ] && [ ! -e "$state/bench" ]; then
+    if [ $unfinished = 1 ] || [ "$(left)" -lt 120 ]; then
+        say "benchmarks wait: $([ $unfinished = 1 ] && echo 'notebooks unfinished' || echo "$(left) s left")"
+    else
+        # smnist.py takes about 1 minute on an H100 (estimated), segnet.py about half that
+        if [ ! -e "$state/bench_smnist" ]; then
+            echo "== benchmarks/smnist.py" >> "$OUT/bench.log"
+            timeout $(( $(left) - 60 )) $py benchmarks/smnist.py --outer 1 --repeats 2 \
+                >> "$OUT/bench.log" 2>&1 && touch "$state/bench_smnist"
+        fi
+        if [ -e "$state/bench_smnist" ]; then
+            echo "== benchmarks/segnet.py" >> "$OUT/bench.log"
+            timeout $(( $(left) - 5 )) $py benchmarks/segnet.py --repeats 2 \
+                >> "$OUT/bench.log" 2>&1 && touch "$state/bench"
+        fi
+        say "benchmarks: $([ -e "$state/bench" ] && echo done || echo 'stopped; call again')"
+    fi
+fi
+say "call ends"

@@ -172,6 +172,17 @@ class Provenance:
         return path
 
 
+def notebook_outputs(figures: Path, notebook: str) -> list[Path]:
+    """Every file under `figures` that `notebook` (e.g. "mnist.ipynb") wrote: its
+    provenance records and the files each one lists."""
+    outputs = []
+    for record_path in sorted(Path(figures).glob("*.json")):
+        record = json.loads(record_path.read_text())
+        if isinstance(record, dict) and record.get("notebook") == notebook:
+            outputs += [record_path, *(record_path.parent / name for name in record["files"])]
+    return outputs
+
+
 def provenance_markdown(record: dict) -> str:
     """The provenance note printed under a figure, from its JSON record."""
     git, device, lib = record["git"], record["device"], record["versions"]

@@ -20,6 +20,7 @@ import argparse
 import ast
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -95,22 +96,33 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     waiting, running, failed = list(notebooks), {}, []
-    while waiting or running:
-        while waiting and len(running) < args.jobs:
-            notebook = waiting.pop(0)
-            running[notebook] = launch(notebook)
-        time.sleep(0.5)
-        for notebook, (process, began) in list(running.items()):
-            if process.poll() is None:
-                continue
-            del running[notebook]
-            outcome = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
-            print(f"== {notebook.name} {outcome} in {time.perf_counter() - began:.0f} s",
-                  flush=True)
-            if process.returncode:
-                failed.append(notebook.name)
-                tail = (logs / f"{notebook.stem}.log").read_text().splitlines()[-30:]
-                print("\n".join("   " + line for line in tail), flush=True)
+    # a SIGTERM (timeout, a job scheduler) ends the run like Ctrl-C: the finally below stops
+    # the notebooks still running; their studies resume from .cache/ on the next run
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        while waiting or running:
+            while waiting and len(running) < args.jobs:
+                notebook = waiting.pop(0)
+                running[notebook] = launch(notebook)
+            time.sleep(0.5)
+            for notebook, (process, began) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[notebook]
+                outcome = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
+                print(f"== {notebook.name} {outcome} in {time.perf_counter() - began:.0f} s",
+                      flush=True)
+                if process.returncode:
+                    failed.append(notebook.name)
+                    tail = (logs / f"{notebook.stem}.log").read_text().splitlines()[-30:]
+                    print("\n".join("   " + line for line in tail), flush=True)
+    finally:
+        for notebook, (process, _) in running.items():
+            process.terminate()
+            print(f"== {notebook.name} stopped unfinished", flush=True)
+        for process, _ in running.values():
+            process.wait()
+        signal.signal(signal.SIGTERM, previous)
     readme = root / "README.md"
     changed = update_readme(readme, root / "figures")
     print(f"{readme}: claims table {'updated' if changed else 'unchanged'}; "

@@ -233,25 +233,31 @@ class CapturedStep:
     recorded and then replayed, and later calls copy their minibatch indices
     into the graph's static input and replay it. The outputs are the graph's
     static tensors, overwritten by the next call.
+
+    Warm-up and capture share one stream: cuBLAS and cuDNN set up their
+    handles and workspaces per stream, lazily, and that set-up must not
+    happen inside the capture (PyTorch's make_graphed_callables does the
+    same since pytorch/pytorch#187745).
     """
 
     def __init__(self, step: Callable[[Tensor], object], warmup: int = 3):
         self.step, self.warmup, self.calls = step, warmup, 0
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.stream: torch.cuda.Stream | None = None
 
     def __call__(self, idx: Tensor):
         if self.graph is None:
+            self.stream = self.stream or torch.cuda.Stream()
             if self.calls < self.warmup:
                 self.calls += 1
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
+                self.stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(self.stream):
                     out = self.step(idx)
-                torch.cuda.current_stream().wait_stream(side)
+                torch.cuda.current_stream().wait_stream(self.stream)
                 return out
             self.static_idx = idx.clone()
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            with torch.cuda.graph(self.graph, stream=self.stream):
                 self.static_out = self.step(self.static_idx)  # recorded, not run
         else:
             self.static_idx.copy_(idx)

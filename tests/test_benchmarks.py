@@ -1,7 +1,11 @@
 """The benchmark scripts run on the CPU (a smoke test: they must run; nothing is timed)."""
 
+import json
+import os
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +44,39 @@ def test_segnet_benchmark_compares_fp32_with_bf16_channels_last():
     rows = table(lines, "mode")
     assert [line[:20].strip() for line in rows] == ["fp32", "bf16 + CL"]
     assert rows[0].split()[3] == "1.00x"
+
+
+def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(tmp_path):
+    # a copy of the checkout, since the script re-runs notebooks in place
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    # smoke keeps its figures out of the checkout unless told where they go
+    env = {**os.environ, "OUT": str(out), "PROFILE": "smoke", "NOTEBOOKS": "sky_histogram",
+           "BENCH": "0", "PY": sys.executable, "F1LIB_GIT_COMMIT": "0" * 40,
+           "F1LIB_FIGURES": str(repo / "figures")}
+
+    def call():
+        shutil.rmtree(out, ignore_errors=True)  # the device tool empties $OUT before a call
+        subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=env, check=True,
+                       capture_output=True, timeout=600)
+        with tarfile.open(out / "results.tgz") as tar:
+            return {n for n in tar.getnames() if not n.startswith(".cache")}
+
+    brought = call()
+    record = json.loads((repo / "figures" / "sky_histogram.json").read_text())
+    assert record["profile"] == "smoke" and record["git"]["commit"] == "0" * 40
+    expected = {"book/sky_histogram.ipynb"} | {
+        f"figures/{figure}.{ext}" for figure in ("sky_histogram", "sky_samples")
+        for ext in ("json", "png", "pdf")} | {
+        "figures/sky_histogram.csv", "figures/sky_histogram_quantiles.csv"}
+    assert brought == expected
+    assert "CUDA tests: exit 0" in (out / "device.log").read_text()
+
+    assert call() == set()  # the second call finds everything done
+    log = (out / "device.log").read_text()
+    assert "CUDA tests" not in log and "notebooks:" not in log
+    assert not (out / "paper.log").exists()

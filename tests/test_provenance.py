@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from f1lib.provenance import Provenance, figures_dir, repo_root  # noqa: E402
+from f1lib.provenance import Provenance, figures_dir, notebook_outputs, repo_root  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,3 +65,16 @@ def test_the_note_under_a_figure_says_what_made_it():
                git={"commit": "abc", "library_modified": False})
     assert "CPU (2 cores)" in provenance_markdown(cpu)
     assert "uncommitted" not in provenance_markdown(cpu)
+
+
+def test_a_notebooks_outputs_are_its_records_and_the_files_they_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("F1LIB_FIGURES", str(tmp_path))
+    monkeypatch.chdir(ROOT)
+    table = {"": pd.DataFrame({"a": [1.0]})}
+    Provenance("a.ipynb", "quick", {}).save("first", tables=table)
+    Provenance("a.ipynb", "quick", {}).save("second", tables={"summary": table[""]})
+    Provenance("b.ipynb", "quick", {}).save("other", tables=table)
+    (tmp_path / "stray.json").write_text("[1, 2]")  # not a record
+    names = sorted(p.name for p in notebook_outputs(tmp_path, "a.ipynb"))
+    assert names == ["first.csv", "first.json", "second.json", "second_summary.csv"]
+    assert notebook_outputs(tmp_path, "c.ipynb") == []

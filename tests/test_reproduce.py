@@ -1,6 +1,11 @@
 """python -m f1lib.reproduce: every notebook re-run in place, parameters where declared."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -81,3 +86,34 @@ def test_only_runs_the_named_notebooks_and_refuses_unknown_names(tmp_path):
     with pytest.raises(SystemExit):
         main(["--profile", "smoke", "--book", str(book), "--only", "b", "nope"])
     assert not (book / "a.done").exists()
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] in "ZX"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def test_sigterm_stops_the_running_notebooks_and_their_kernels(tmp_path):
+    book = tmp_path / "book"
+    book.mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
+    nbformat.write(notebook("n = 1", "import os, time\nopen('pid', 'w').write(str(os.getpid()))"
+                            "\ntime.sleep(120)"), book / "a.ipynb")
+    reproduce = subprocess.Popen([sys.executable, "-m", "f1lib.reproduce", "--profile", "smoke",
+                                  "--book", str(book)], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (book / "pid").exists() or not (book / "pid").read_text():
+        assert time.monotonic() < deadline and reproduce.poll() is None
+        time.sleep(0.2)
+    kernel = int((book / "pid").read_text())
+    reproduce.send_signal(signal.SIGTERM)
+    out, _ = reproduce.communicate(timeout=60)
+    assert reproduce.returncode == 128 + signal.SIGTERM
+    assert "a.ipynb stopped unfinished" in out
+    deadline = time.monotonic() + 20  # the kernel notices that papermill is gone
+    while not gone(kernel):
+        assert time.monotonic() < deadline, "the notebook's kernel outlived the run"
+        time.sleep(0.2)
