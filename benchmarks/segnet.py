@@ -16,6 +16,12 @@ reported apart).
 
     python benchmarks/segnet.py                       # CUDA, 256 x 256
     python benchmarks/segnet.py --device cpu --size 32 48 --width 0.125 --inner 3
+    python benchmarks/segnet.py --count-flops --size 128 192   # the work, not the time
+
+--count-flops counts one training step's floating-point operations
+(torch.utils.flop_counter: convolutions and matrix products, forward and
+backward); at the paper profile's size and width, also what the sky
+notebook's runs add up to.
 """
 
 from __future__ import annotations
@@ -49,6 +55,32 @@ def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: 
     return clock(device) - start
 
 
+def count_flops(size: tuple[int, int], width: float) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from f1lib.profiles import profile_config
+    from f1lib.study import run_matrix
+
+    with torch.device("meta"):  # shapes only: nothing is computed
+        model = SegNet(width=width)
+        images = torch.rand(BATCH, 3, *size)
+        masks = torch.randint(0, 2, (BATCH, *size))
+    with FlopCounterMode(display=False) as counter:
+        logits, _ = model(images)
+        torch.nn.functional.cross_entropy(logits, masks).backward()
+    step = counter.get_total_flops()
+    print(f"SegNet width {width:g}, {size[0]}x{size[1]}, batch {BATCH}: {step / 1e9:,.0f} GFLOP "
+          f"per training step ({step / BATCH / 1e9:,.1f} per image)")
+    _, paper = profile_config("sky_segmentation", "paper")
+    if tuple(paper["size"]) == size and paper["width"] == width:
+        runs = len(run_matrix(paper["variants"], paper["betas"], paper["seeds"]))
+        steps = paper["outer"] * paper["inner"]
+        total = step * runs * steps
+        print(f"the paper profile's {runs} runs x {steps:,} steps: {total / 1e15:,.1f} PFLOP; "
+              + ", ".join(f"{total / rate / 60:.1f} min at {rate / 1e12:.0f} TFLOP/s"
+                          for rate in (200e12, 400e12, 800e12)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -59,7 +91,11 @@ def main() -> None:
                         help="outer loops of the shorter training (the longer has twice)")
     parser.add_argument("--inner", type=int, default=40, help="steps per outer loop")
     parser.add_argument("--repeats", type=int, default=3, help="timings per mode (median)")
+    parser.add_argument("--count-flops", action="store_true",
+                        help="count one training step's FLOPs instead of timing")
     args = parser.parse_args()
+    if args.count_flops:
+        return count_flops(tuple(args.size), args.width)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
     device = args.device

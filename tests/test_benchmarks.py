@@ -8,6 +8,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,3 +82,19 @@ def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(t
     log = (out / "device.log").read_text()
     assert "CUDA tests" not in log and "notebooks:" not in log
     assert not (out / "paper.log").exists()
+
+
+def test_segnet_flop_count_scales_with_the_pixels_and_projects_the_paper_profile():
+    def gflop(*args):
+        lines = run("segnet.py", "--count-flops", *args)
+        return float(lines[0].split(": ")[1].split(" GFLOP")[0].replace(",", "")), lines
+
+    # every layer is a convolution over the pixels (or pooling): 4x the pixels, 4x the work
+    small, _ = gflop("--size", "32", "64", "--width", "0.5")
+    large, _ = gflop("--size", "64", "128", "--width", "0.5")
+    assert large == pytest.approx(4 * small, rel=0.01)
+    paper, lines = gflop("--size", "128", "192")  # the paper profile's images and width
+    # 2 seeds x (baseline, paper, stable), 40 x 600 steps each
+    assert lines[1].startswith("the paper profile's 6 runs x 24,000 steps: ")
+    pflop = float(lines[1].split(": ")[1].split(" PFLOP")[0])
+    assert pflop == pytest.approx(paper * 6 * 24_000 / 1e6, rel=0.01)
