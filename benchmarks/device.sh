@@ -97,11 +97,11 @@ fi
 # notebook stopped midway may have written some figures; those stay behind)
 finished=()
 for name in "${todo[@]}"; do [ -e "$state/done_$name" ] && finished+=("$name"); done
-mapfile -t outputs < <(for name in "${finished[@]}"; do
-    echo "book/$name.ipynb"
-    $py -c "import sys; from f1lib.provenance import notebook_outputs
-print(*notebook_outputs('figures', sys.argv[1] + '.ipynb'), sep='\n')" "$name"
-done)
+mapfile -t outputs < <([ ${#finished[@]} -gt 0 ] && $py -c "import sys
+from f1lib.provenance import notebook_outputs
+for name in sys.argv[1:]:
+    print(f'book/{name}.ipynb', *notebook_outputs('figures', name + '.ipynb'), sep='\n')
+" "${finished[@]}")
 tar czf "$OUT/results.tgz" "${outputs[@]}" .cache/reproduce
 say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files"
 
