@@ -14,6 +14,9 @@ f1lib       f1lib.train.train_runs on the whole S-MNIST set held on the device:
             one run, then R runs (seeds x betas) batched into one vmapped step;
             on CUDA also with the inner step replayed as a CUDA graph.
 
+On CUDA every mode runs its float32 matrix products on TF32 tensor cores, as
+the MNIST notebook does (--no-tf32: full float32 everywhere).
+
 Every figure is the median of --repeats timings. f1lib's steady-state time per
 step is the difference of two trainings of
 different lengths divided by the extra steps, so set-up, the first outer
@@ -37,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, SharedHeadMLP, TensorData
 from f1lib.data.mnist import load_digits, make_smnist
+from f1lib.profiles import PROFILES
 from f1lib.train import train_runs
 from timing import clock, steady_rate
 
@@ -126,17 +130,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings per mode (median)")
     parser.add_argument("--paper-steps", type=int, default=24_000,
                         help="steps of one paper-schedule run (40 x 600), for the projection")
+    parser.add_argument("--tf32", action=argparse.BooleanOptionalAction,
+                        default=PROFILES["mnist"]["defaults"]["tf32"],
+                        help="CUDA: float32 matrix products on TF32 tensor cores, in every mode "
+                             "(default: the MNIST notebook's)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
     device = args.device
+    tf32 = args.tf32 and device == "cuda"
+    if tf32:  # the naive loop too: the same arithmetic in every mode
+        torch.set_float32_matmul_precision("high")
     digits = load_digits("auto")
     train_set = make_smnist(digits.train_images, digits.train_labels, device)
     data = TensorData(train_set.images, train_set.digits, train_set.big)
     name = (torch.cuda.get_device_name(0) if device == "cuda"
             else f"cpu ({torch.get_num_threads()} threads)")
     print(f"device: {name}; torch {torch.__version__}; S-MNIST {len(data):,} images "
-          f"({digits.source}); batch {BATCH}; {args.variant} regularizer")
+          f"({digits.source}); batch {BATCH}; {args.variant} regularizer; "
+          f"float32 matrix products in {'TF32' if tf32 else 'full float32'}")
 
     naive = statistics.median(
         naive_loop(digits.train_images, digits.train_labels, device, args.steps, args.inner,

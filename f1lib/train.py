@@ -307,6 +307,7 @@ def train_runs(
     progress: bool | None = None,
     bf16: bool = False,
     graph: bool = False,
+    tf32: bool = False,
 ) -> list[list[dict] | NonFiniteError]:
     """Algorithm 1 for R runs at once: each run's history, or its NonFiniteError.
 
@@ -325,7 +326,6 @@ def train_runs(
     batching rule (max_unpool2d) fall back to a loop over the runs, with a
     PyTorch warning: f1lib.sky_study trains SegNet runs one at a time.
 
-    graph: capture the inner step as a CUDA graph (CUDA only).
     Other arguments as in `train`.
     """
     if not isinstance(schedule, Schedule):
@@ -396,6 +396,9 @@ def train_runs(
     bar = tqdm(total=schedule.outer * schedule.inner, initial=start * schedule.inner,
                disable=None if progress is None else not progress,
                desc="train" if count == 1 else f"train {count} runs", unit="step")
+    precision = torch.get_float32_matmul_precision()
+    if tf32 and device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
     try:
         for outer in range(start, schedule.outer):
             if len(failed) == count:
@@ -436,6 +439,7 @@ def train_runs(
                 }, ckpt)
     finally:
         bar.close()
+        torch.set_float32_matmul_precision(precision)
     return [failed.get(r, histories[r]) for r in range(count)]
 
 
@@ -478,6 +482,7 @@ def train(
     progress: bool | None = None,
     bf16: bool = False,
     graph: bool = False,
+    tf32: bool = False,
 ) -> list[dict]:
     """Run Algorithm 1 and return the history, one dict per outer loop.
 
@@ -495,12 +500,15 @@ def train(
         progress: tqdm bar; None shows it on a terminal only.
         bf16: run the model under bfloat16 autocast (for convolutions on CUDA).
         graph: capture the inner step as a CUDA graph and replay it (CUDA only).
+        tf32: on CUDA, float32 matrix products run on TF32 tensor cores while
+            training (torch.set_float32_matmul_precision("high"): 10 bits of
+            mantissa, float32 range and accumulation); ignored on the CPU.
 
     Raises NonFiniteError when training turns NaN or infinite.
     """
     result, = train_runs([model], data, [regularizer], seeds=[seed], schedule=schedule,
                          task_loss=task_loss, evaluate=evaluate, checkpoint=checkpoint,
-                         progress=progress, bf16=bf16, graph=graph)
+                         progress=progress, bf16=bf16, graph=graph, tf32=tf32)
     if isinstance(result, NonFiniteError):
         raise result
     return result

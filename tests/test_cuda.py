@@ -7,8 +7,8 @@ Skipped where there is no GPU (CI); run on the GPU machine.
 import pytest
 import torch
 
-from f1lib import F1Hyper, F1Regularizer, Schedule, batch_order
-from f1lib.train import RunLoss, make_batched_step, make_step, train_runs
+from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, batch_order
+from f1lib.train import RunLoss, make_batched_step, make_step, train, train_runs
 
 from test_train import TwoHeads, toy_data
 
@@ -144,3 +144,25 @@ def test_segnet_in_bf16_and_channels_last_replays_as_a_cuda_graph():
     for a, b in zip(replayed, eager):
         for key in ("task_loss", "lagrangian", "miou"):
             assert a[key] == pytest.approx(b[key], rel=2e-2, abs=2e-2), key
+
+
+@cuda
+def test_tf32_training_runs_its_products_in_tf32_and_ends_close_to_float32():
+    from test_train import PrecisionProbe
+
+    probe = PrecisionProbe().cuda()
+    data = TensorData(torch.rand(8, 4), torch.randint(0, 2, (8,)), torch.arange(8) < 4)
+    train(probe, data.to("cuda"), None, schedule=Schedule(outer=1, inner=2, batch_size=4),
+          progress=False, tf32=True)
+    assert probe.seen == {"high"}
+    assert torch.get_float32_matmul_precision() == "highest"
+
+    schedule = Schedule(outer=3, inner=8, batch_size=16)
+    results = []
+    for tf32 in (False, True):
+        models, data, regs = fresh_runs("stable", [0.0, 0.1])
+        results.append(train_runs(models, data, regs, seeds=[0, 1], schedule=schedule,
+                                  graph=True, tf32=tf32, progress=False))
+    for full, reduced in zip(*results):
+        for a, b in zip(full, reduced):
+            assert a["task_loss"] == pytest.approx(b["task_loss"], rel=1e-2)

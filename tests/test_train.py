@@ -149,3 +149,27 @@ def test_bad_arguments():
     flipped = F1Regularizer(~data.positive)  # labels that disagree with the data's
     with pytest.raises(ValueError, match="absent from the regularizer's index table"):
         train(model, data, flipped, schedule=Schedule(outer=1, inner=1), progress=False)
+
+
+class PrecisionProbe(nn.Module):
+    """Records the float32 matrix-product precision its forward ran under."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+        self.seen = set()
+
+    def forward(self, x):
+        self.seen.add(torch.get_float32_matmul_precision())
+        out = self.linear(x)
+        return out, out[:, :1]
+
+
+def test_tf32_is_for_cuda_only_and_the_precision_is_restored_after_training():
+    model = PrecisionProbe()
+    data = TensorData(torch.rand(8, 4), torch.randint(0, 2, (8,)), torch.arange(8) < 4)
+    before = torch.get_float32_matmul_precision()
+    train(model, data, None, schedule=Schedule(outer=1, inner=2, batch_size=4), progress=False,
+          tf32=True)
+    assert model.seen == {before}  # on the CPU the flag changes nothing
+    assert torch.get_float32_matmul_precision() == before
