@@ -6,7 +6,8 @@ regularizer, SGD on minibatches of 7 (the successor's). The images are
 f1lib's procedural sky scenes at --size, held on the device; only time is
 measured. Modes:
 
-fp32          float32, NCHW (the straightforward eager loop)
+fp32          float32, NCHW (the straightforward eager loop; on CUDA, PyTorch's
+              default still runs its convolutions in TF32, cudnn.allow_tf32)
 bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
 
