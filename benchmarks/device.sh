@@ -24,7 +24,9 @@
 #                  wrote, and the notebooks' logs: unpack it here (tar xzf), then
 #                  rebuild the README's claims table from figures/ (python -m f1lib.ledger)
 # The tracked files are sent afresh with every call, so a call's tarball holds only its
-# own notebooks. Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one),
+# own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
+# are the runs that did finish: unpacked here and named in a later session's `carry`,
+# they are not trained again. Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one),
 # JOBS (4), LIMIT_S (570), BENCH (1; 0 skips step 3), PY (python3).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
 #   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
@@ -102,8 +104,12 @@ from f1lib.provenance import notebook_outputs
 for name in sys.argv[1:]:
     print(f'book/{name}.ipynb', *notebook_outputs('figures', name + '.ipynb'), sep='\n')
 " "${finished[@]}")
-tar czf "$OUT/results.tgz" "${outputs[@]}" .cache/reproduce
-say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files"
+# and the runs that finished inside notebooks that did not (f1lib.study keeps each in
+# .cache/<notebook>-<profile>/<key>.json): a later session carries them back and trains
+# only the runs still missing
+mapfile -t runs_done < <(ls .cache/*-"$PROFILE"/*.json 2>/dev/null)
+tar czf "$OUT/results.tgz" "${outputs[@]}" "${runs_done[@]}" .cache/reproduce
+say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files, ${#runs_done[@]} finished runs of unfinished notebooks"
 
 # 3. the benchmarks, once the notebooks are done (their timings want a quiet GPU)
 unfinished=0
