@@ -8,8 +8,9 @@ Each notebook runs under papermill with the profile passed as $F1LIB_PROFILE,
 so no injected cell overrides nbval's smoke profile later. `--set` passes a
 parameter to the notebooks whose parameters cell declares it (its value is a
 Python literal). `--only` names the notebooks to run (their file stems); the
-others keep their stored outputs. `--jobs N` runs N notebooks at once: on a GPU machine the
-CPU-bound ones (lp_bound, sky_histogram) then run beside the GPU-bound ones.
+others keep their stored outputs. `--jobs N` runs N notebooks at once: on a
+GPU machine the CPU-bound ones (lp_bound, sky_histogram) then run beside the
+GPU-bound ones. SIGTERM stops the notebooks still running, as Ctrl-C does.
 Notebooks save their own figures and provenance (with their wall time, which
 sharing the machine lengthens); each one's log goes to .cache/reproduce/.
 """
