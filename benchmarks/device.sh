@@ -40,7 +40,7 @@ BENCH=${BENCH:-1}
 JOBS=${JOBS:-4}
 py=${PY:-python3}
 state=.cache/device  # ignored by git: it survives between calls on a warm machine
-mkdir -p "$OUT" "$state"
+mkdir -p "$OUT" "$state" .cache/reproduce
 left() { echo $(( LIMIT_S - ($(date +%s) - began) )); }
 settled() { [ -e "$state/done_$1" ] || [ -e "$state/failed_$1" ]; }
 say() { echo "[$(date -u +%H:%M:%S), ${SECONDS}s] $*" | tee -a "$OUT/device.log"; }
@@ -111,25 +111,28 @@ mapfile -t runs_done < <(ls .cache/*-"$PROFILE"/*.json 2>/dev/null)
 tar czf "$OUT/results.tgz" "${outputs[@]}" "${runs_done[@]}" .cache/reproduce
 say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files, ${#runs_done[@]} finished runs of unfinished notebooks"
 
-# 3. the benchmarks, once the notebooks are done (their timings want a quiet GPU)
+# 3. the benchmarks, once the notebooks are done (their timings want a quiet GPU); each
+# starts only with about the time it needs left (estimates for an H100), and is done once
+bench() {  # NAME SECONDS_IT_NEEDS ARGS...
+    local name=$1 need=$2
+    shift 2
+    [ -e "$state/bench_$name" ] && return 0
+    if [ "$(left)" -lt "$need" ]; then
+        say "benchmarks/$name.py waits: $(left) s left, it needs about $need"
+        return 1
+    fi
+    echo "== benchmarks/$name.py $*" >> "$OUT/bench.log"
+    timeout $(( $(left) - 5 )) $py "benchmarks/$name.py" "$@" >> "$OUT/bench.log" 2>&1 \
+        && touch "$state/bench_$name"
+    say "benchmarks/$name.py: $([ -e "$state/bench_$name" ] && echo done || echo 'stopped; call again')"
+}
 unfinished=0
 for name in $all; do settled "$name" || unfinished=1; done
-if [ "$BENCH" = 1 ] && [ ! -e "$state/bench" ]; then
-    if [ $unfinished = 1 ] || [ "$(left)" -lt 120 ]; then
-        say "benchmarks wait: $([ $unfinished = 1 ] && echo 'notebooks unfinished' || echo "$(left) s left")"
+if [ "$BENCH" = 1 ]; then
+    if [ $unfinished = 1 ]; then
+        say "benchmarks wait: notebooks unfinished"
     else
-        # smnist.py takes about 1 minute on an H100 (estimated), segnet.py about half that
-        if [ ! -e "$state/bench_smnist" ]; then
-            echo "== benchmarks/smnist.py" >> "$OUT/bench.log"
-            timeout $(( $(left) - 60 )) $py benchmarks/smnist.py --outer 1 --repeats 2 \
-                >> "$OUT/bench.log" 2>&1 && touch "$state/bench_smnist"
-        fi
-        if [ -e "$state/bench_smnist" ]; then
-            echo "== benchmarks/segnet.py" >> "$OUT/bench.log"
-            timeout $(( $(left) - 5 )) $py benchmarks/segnet.py --repeats 2 \
-                >> "$OUT/bench.log" 2>&1 && touch "$state/bench"
-        fi
-        say "benchmarks: $([ -e "$state/bench" ] && echo done || echo 'stopped; call again')"
+        bench smnist 90 --outer 1 --repeats 2 && bench segnet 45 --repeats 2
     fi
 fi
 say "call ends"
