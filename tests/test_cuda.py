@@ -7,10 +7,10 @@ Skipped where there is no GPU (CI); run on the GPU machine.
 import pytest
 import torch
 
-from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, batch_order
+from f1lib import F1Hyper, F1Regularizer, Schedule, batch_order
 from f1lib.train import RunLoss, make_batched_step, make_step, train, train_runs
 
-from test_train import TwoHeads, toy_data
+from test_train import StateProbe, TwoHeads, probe_data, toy_data
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -148,13 +148,10 @@ def test_segnet_in_bf16_and_channels_last_replays_as_a_cuda_graph():
 
 @cuda
 def test_tf32_training_runs_its_products_in_tf32_and_ends_close_to_float32():
-    from test_train import PrecisionProbe
-
-    probe = PrecisionProbe().cuda()
-    data = TensorData(torch.rand(8, 4), torch.randint(0, 2, (8,)), torch.arange(8) < 4)
-    train(probe, data.to("cuda"), None, schedule=Schedule(outer=1, inner=2, batch_size=4),
+    probe = StateProbe(torch.get_float32_matmul_precision).cuda()
+    train(probe, probe_data("cuda"), None, schedule=Schedule(outer=1, inner=2, batch_size=4),
           progress=False, tf32=True)
-    assert probe.seen == {"high"}
+    assert set(probe.seen) == {"high"}
     assert torch.get_float32_matmul_precision() == "highest"
 
     schedule = Schedule(outer=3, inner=8, batch_size=16)

@@ -5,14 +5,15 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from f1lib import Schedule, TensorData, train
+from f1lib import Schedule, train
 from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datasets
 from f1lib.metrics import per_image_iou, sky_iou, thresholded_iou
 from f1lib.models import SegNet
 from f1lib.sky_study import SkySet, pack_masks, train_run, unpack_masks
 from f1lib.study import Run
+
+from test_train import StateProbe, probe_data
 
 
 # ------------------------------------------------------------------ SegNet
@@ -95,26 +96,11 @@ def test_thresholded_iou_counts_the_thresholds_an_image_clears():
 
 
 # ------------------------------------------------------------------ training
-class AutocastProbe(nn.Module):
-    """Records whether its forward ran under CPU autocast."""
-
-    def __init__(self):
-        super().__init__()
-        self.linear = nn.Linear(4, 2)
-        self.seen = []
-
-    def forward(self, x):
-        self.seen.append(torch.is_autocast_enabled("cpu"))
-        out = self.linear(x)
-        return out, out[:, :1]
-
-
 @pytest.mark.parametrize("bf16", [False, True])
 def test_bf16_runs_the_model_under_autocast(bf16):
-    model = AutocastProbe()
-    data = TensorData(torch.rand(8, 4), torch.randint(0, 2, (8,)), torch.arange(8) < 4)
-    train(model, data, None, schedule=Schedule(outer=1, inner=2, batch_size=4), progress=False,
-          bf16=bf16)
+    model = StateProbe(lambda: torch.is_autocast_enabled("cpu"))
+    train(model, probe_data(), None, schedule=Schedule(outer=1, inner=2, batch_size=4),
+          progress=False, bf16=bf16)
     assert model.seen == [bf16, bf16]
 
 

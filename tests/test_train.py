@@ -151,25 +151,28 @@ def test_bad_arguments():
         train(model, data, flipped, schedule=Schedule(outer=1, inner=1), progress=False)
 
 
-class PrecisionProbe(nn.Module):
-    """Records the float32 matrix-product precision its forward ran under."""
+class StateProbe(nn.Module):
+    """A one-layer model that records `read()` (some global torch state) at every forward."""
 
-    def __init__(self):
+    def __init__(self, read):
         super().__init__()
         self.linear = nn.Linear(4, 2)
-        self.seen = set()
+        self.read, self.seen = read, []
 
     def forward(self, x):
-        self.seen.add(torch.get_float32_matmul_precision())
+        self.seen.append(self.read())
         out = self.linear(x)
         return out, out[:, :1]
 
 
+def probe_data(device="cpu"):
+    return TensorData(torch.rand(8, 4), torch.randint(0, 2, (8,)), torch.arange(8) < 4).to(device)
+
+
 def test_tf32_is_for_cuda_only_and_the_precision_is_restored_after_training():
-    model = PrecisionProbe()
-    data = TensorData(torch.rand(8, 4), torch.randint(0, 2, (8,)), torch.arange(8) < 4)
+    model = StateProbe(torch.get_float32_matmul_precision)
     before = torch.get_float32_matmul_precision()
-    train(model, data, None, schedule=Schedule(outer=1, inner=2, batch_size=4), progress=False,
-          tf32=True)
-    assert model.seen == {before}  # on the CPU the flag changes nothing
+    train(model, probe_data(), None, schedule=Schedule(outer=1, inner=2, batch_size=4),
+          progress=False, tf32=True)
+    assert set(model.seen) == {before}  # on the CPU the flag changes nothing
     assert torch.get_float32_matmul_precision() == before
