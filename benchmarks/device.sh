@@ -11,7 +11,7 @@
 #      machine, so the second call resumes them
 #   3. the benchmarks (smnist.py, segnet.py), on the quiet GPU once the notebooks are done
 #
-# From the repository root here, with .device set up as ../shared/device/README.md says:
+# From the repository root here, after `bash benchmarks/device_setup.sh` (it fills .device):
 #   run(carry=[".device"], timeout_s=600,
 #       command="F1LIB_GIT_COMMIT=<local HEAD> bash benchmarks/device.sh")
 #   run(..., timeout_s=<device time left>,
@@ -27,7 +27,8 @@
 # own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
 # are the runs that did finish: unpacked here and named in a later session's `carry`,
 # they are not trained again. Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one),
-# JOBS (4), LIMIT_S (570), BENCH (1; 0 skips step 3), PY (python3).
+# JOBS (4), LIMIT_S (570), BENCH (1; 0 skips step 3), PY (python3), SET (notebook parameters,
+# NAME=VALUE ..., passed to f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
 #   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
 set -uo pipefail
@@ -54,6 +55,20 @@ if [ -d .device ] && ls .device/*.whl >/dev/null 2>&1; then
     gunzip -kf .device/MNIST/raw/*.gz || exit 1
     export F1LIB_DATA=$PWD/.device
 fi
+# fail in seconds, not after the CUDA tests, when what the notebooks need did not travel
+if ! missing=$($py -c "import papermill, pytest" 2>&1); then
+    echo "cannot start: ${missing##*$'\n'}; was .device set up (bash benchmarks/device_setup.sh)" \
+         "and named in carry?" | tee -a "$OUT/device.log" >&2
+    exit 2
+fi
+all=${NOTEBOOKS:-$(cd book && ls *.ipynb | sed 's/\.ipynb$//' | tr '\n' ' ')}
+if [ "$PROFILE" = paper ] && [[ " $all " == *" mnist "* ]] \
+        && [ ! -e "${F1LIB_DATA:-.device}/MNIST/raw/train-images-idx3-ubyte" ]; then
+    echo "cannot start: the paper profile's MNIST notebook needs the full MNIST in" \
+         "\$F1LIB_DATA/MNIST/raw (bash benchmarks/device_setup.sh puts it in .device)" \
+        | tee -a "$OUT/device.log" >&2
+    exit 2
+fi
 export F1LIB_GIT_COMMIT=${F1LIB_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 export PYTHONUNBUFFERED=1
 {
@@ -71,13 +86,13 @@ if [ ! -e "$state/cuda_tests" ]; then
     say "CUDA tests: exit $(cat "$state/cuda_tests") ($(tail -1 "$OUT/cuda_tests.log"))"
 fi
 extra=()
+for setting in ${SET:-}; do extra+=(--set "$setting"); done
 if [ "$(cat "$state/cuda_tests")" != 0 ]; then
-    extra=(--set cuda_graph=False)
+    extra+=(--set cuda_graph=False)
     say "the CUDA tests failed or found no GPU: notebooks run with cuda_graph=False"
 fi
 
 # 2. the notebooks not yet finished, stopped in time for the tarball
-all=${NOTEBOOKS:-$(cd book && ls *.ipynb | sed 's/\.ipynb$//' | tr '\n' ' ')}
 todo=()
 for name in $all; do settled "$name" || todo+=("$name"); done
 if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt 30 ]; then

@@ -48,14 +48,18 @@ def test_segnet_benchmark_compares_fp32_with_bf16_channels_last():
     assert rows[0].split()[3] == "1.00x"
 
 
-def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(tmp_path):
-    # a copy of the checkout, since the script re-runs notebooks in place
-    repo, out = tmp_path / "repo", tmp_path / "out"
+def copy_checkout(repo: Path) -> Path:
+    """The tracked files, copied: the device script re-runs notebooks in place."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
                            check=True).stdout.decode().split("\0")
     for name in filter(None, files):
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, repo / name)
+    return repo
+
+
+def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(tmp_path):
+    repo, out = copy_checkout(tmp_path / "repo"), tmp_path / "out"
     # smoke keeps its figures out of the checkout unless told where they go
     env = {**os.environ, "OUT": str(out), "PROFILE": "smoke", "NOTEBOOKS": "sky_histogram",
            "BENCH": "0", "PY": sys.executable, "F1LIB_GIT_COMMIT": "0" * 40,
@@ -82,6 +86,25 @@ def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(t
     log = (out / "device.log").read_text()
     assert "CUDA tests" not in log and "notebooks:" not in log
     assert not (out / "paper.log").exists()
+
+
+def test_device_script_refuses_to_start_without_what_the_notebooks_need(tmp_path):
+    # no .device in the copy, as when a session forgets benchmarks/device_setup.sh
+    repo, out = copy_checkout(tmp_path / "repo"), tmp_path / "out"
+
+    def call(**env):
+        return subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "OUT": str(out), **env})
+
+    # -S: a Python without site-packages, so without papermill, as the GPU machine is
+    bare = call(PY=f"{sys.executable} -S")
+    assert bare.returncode == 2
+    assert "No module named 'papermill'" in bare.stderr and "device_setup.sh" in bare.stderr
+    no_mnist = call(PY=sys.executable, PROFILE="paper", NOTEBOOKS="sky_histogram mnist",
+                    F1LIB_DATA=str(tmp_path / "empty"))
+    assert no_mnist.returncode == 2 and "full MNIST" in no_mnist.stderr
+    # in both cases nothing started: no test, no notebook
+    assert not (out / "cuda_tests.log").exists() and not (out / "paper.log").exists()
 
 
 def test_segnet_flop_count_scales_with_the_pixels_and_projects_the_paper_profile():
