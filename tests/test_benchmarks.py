@@ -107,6 +107,46 @@ def test_device_script_refuses_to_start_without_what_the_notebooks_need(tmp_path
     assert not (out / "cuda_tests.log").exists() and not (out / "paper.log").exists()
 
 
+# a stand-in for the GPU machine's python: the CUDA tests print what the test asks for, and
+# f1lib.reproduce records its arguments and finishes every notebook at once
+STAND_IN = """#!/usr/bin/env bash
+if [ "$1 $2" = "-m pytest" ]; then printf '%b\\n' "$CUDA_TESTS_OUTPUT"; exit $CUDA_TESTS_EXIT; fi
+if [ "$1 $2" = "-m f1lib.reproduce" ]; then
+    echo "$@" >> "$REPRODUCE_ARGS"
+    for name in $(echo "$@" | sed 's/.*--only //; s/ --.*//'); do echo "== $name.ipynb done"; done
+fi
+exit 0
+"""
+
+
+@pytest.mark.parametrize("code, output, graphs", [
+    (0, "11 passed in 20.0s", True),
+    (1, "FAILED tests/test_cuda.py::test_tf32_training_runs_its_products_in_tf32_and_ends_"
+        "close_to_float32 - AssertionError: not close after the graph\n1 failed, 10 passed", True),
+    (1, "FAILED tests/test_cuda.py::test_captured_inner_step_matches_eager[paper] - "
+        "AssertionError\n1 failed, 10 passed", False),
+    (1, "FAILED tests/test_cuda.py::test_the_batched_inner_step_does_not_synchronise - "
+        "RuntimeError\n1 failed, 10 passed", False),
+    (2, "ERROR tests/test_cuda.py - ImportError\n1 error", False),
+], ids=["passed", "tf32 failed", "capture failed", "a sync", "not collected"])
+def test_device_script_turns_graphs_off_only_when_a_test_of_capture_fails(
+        tmp_path, code, output, graphs):
+    repo, out = copy_checkout(tmp_path / "repo"), tmp_path / "out"
+    stand_in, args = tmp_path / "python", tmp_path / "reproduce_args"
+    stand_in.write_text(STAND_IN)
+    stand_in.chmod(0o755)
+    env = {**os.environ, "OUT": str(out), "PY": str(stand_in), "PROFILE": "smoke", "BENCH": "0",
+           "NOTEBOOKS": "mnist sky_histogram", "CUDA_TESTS_EXIT": str(code),
+           "CUDA_TESTS_OUTPUT": output, "REPRODUCE_ARGS": str(args)}
+    subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=env, check=True,
+                   capture_output=True, timeout=60)
+    called = args.read_text().split()
+    assert called[called.index("--only") + 1:][:2] == ["mnist", "sky_histogram"]
+    assert ("cuda_graph=False" not in called) == graphs
+    assert f"CUDA tests: exit {code}" in (out / "device.log").read_text()
+    assert f"CUDA graphs: {graphs}" in (out / "device.log").read_text()
+
+
 def test_segnet_flop_count_scales_with_the_pixels_and_projects_the_paper_profile():
     def gflop(*args):
         lines = run("segnet.py", "--count-flops", *args)
