@@ -107,16 +107,38 @@ def test_device_script_refuses_to_start_without_what_the_notebooks_need(tmp_path
     assert not (out / "cuda_tests.log").exists() and not (out / "paper.log").exists()
 
 
-# a stand-in for the GPU machine's python: the CUDA tests print what the test asks for, and
-# f1lib.reproduce records its arguments and finishes every notebook at once
+# a stand-in for the GPU machine's python, which notes each call of the CUDA tests, a benchmark
+# or f1lib.reproduce in $CALLS: the CUDA tests print what the test asks for, a benchmark
+# exits with $BENCH_EXIT, and f1lib.reproduce finishes every notebook at once
 STAND_IN = """#!/usr/bin/env bash
-if [ "$1 $2" = "-m pytest" ]; then printf '%b\\n' "$CUDA_TESTS_OUTPUT"; exit $CUDA_TESTS_EXIT; fi
-if [ "$1 $2" = "-m f1lib.reproduce" ]; then
-    echo "$@" >> "$REPRODUCE_ARGS"
-    for name in $(echo "$@" | sed 's/.*--only //; s/ --.*//'); do echo "== $name.ipynb done"; done
-fi
+case "$1 $2" in
+    "-m pytest") echo "$*" >> "$CALLS"; printf '%b\\n' "$CUDA_TESTS_OUTPUT"
+                 exit $CUDA_TESTS_EXIT ;;
+    benchmarks/*) echo "$*" >> "$CALLS"; exit $BENCH_EXIT ;;
+    "-m f1lib.reproduce") echo "$*" >> "$CALLS"
+        for name in $(echo "$@" | sed 's/.*--only //; s/ --.*//'); do
+            echo "== $name.ipynb done"; done ;;
+esac
 exit 0
 """
+
+
+def stand_in_device(tmp_path, **env):
+    """A call of device.sh with the stand-in python: the calls it made, one list each."""
+    repo, out = tmp_path / "repo", tmp_path / "out"
+    if not repo.exists():
+        copy_checkout(repo)
+    stand_in, calls = tmp_path / "python", tmp_path / "calls"
+    stand_in.write_text(STAND_IN)
+    stand_in.chmod(0o755)
+    calls.unlink(missing_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    env = {**os.environ, "OUT": str(out), "PY": str(stand_in), "PROFILE": "smoke",
+           "NOTEBOOKS": "mnist sky_histogram", "CALLS": str(calls), "CUDA_TESTS_EXIT": "0",
+           "CUDA_TESTS_OUTPUT": "11 passed", "BENCH_EXIT": "0", "BENCH": "0", **env}
+    subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=env, check=True,
+                   capture_output=True, timeout=60)
+    return [line.split() for line in calls.read_text().splitlines()] if calls.exists() else []
 
 
 @pytest.mark.parametrize("code, output, graphs", [
@@ -131,20 +153,36 @@ exit 0
 ], ids=["passed", "tf32 failed", "capture failed", "a sync", "not collected"])
 def test_device_script_turns_graphs_off_only_when_a_test_of_capture_fails(
         tmp_path, code, output, graphs):
-    repo, out = copy_checkout(tmp_path / "repo"), tmp_path / "out"
-    stand_in, args = tmp_path / "python", tmp_path / "reproduce_args"
-    stand_in.write_text(STAND_IN)
-    stand_in.chmod(0o755)
-    env = {**os.environ, "OUT": str(out), "PY": str(stand_in), "PROFILE": "smoke", "BENCH": "0",
-           "NOTEBOOKS": "mnist sky_histogram", "CUDA_TESTS_EXIT": str(code),
-           "CUDA_TESTS_OUTPUT": output, "REPRODUCE_ARGS": str(args)}
-    subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=env, check=True,
-                   capture_output=True, timeout=60)
-    called = args.read_text().split()
-    assert called[called.index("--only") + 1:][:2] == ["mnist", "sky_histogram"]
-    assert ("cuda_graph=False" not in called) == graphs
-    assert f"CUDA tests: exit {code}" in (out / "device.log").read_text()
-    assert f"CUDA graphs: {graphs}" in (out / "device.log").read_text()
+    tests, reproduce = stand_in_device(tmp_path, CUDA_TESTS_EXIT=str(code),
+                                       CUDA_TESTS_OUTPUT=output)
+    assert tests[:3] == ["-m", "pytest", "-q"]
+    assert reproduce[reproduce.index("--only") + 1:][:2] == ["mnist", "sky_histogram"]
+    assert ("cuda_graph=False" not in reproduce) == graphs
+    log = (tmp_path / "out" / "device.log").read_text()
+    assert f"CUDA tests: exit {code}" in log and f"CUDA graphs: {graphs}" in log
+
+
+@pytest.mark.parametrize("bench_exit", [0, 1])
+def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path, bench_exit):
+    first = stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit))
+    assert [call[0] for call in first] == ["-m", "benchmarks/smnist.py", "benchmarks/segnet.py",
+                                           "-m"]
+    assert first[-1][1] == "f1lib.reproduce"
+    # the second call on the warm machine: everything is settled, nothing runs again
+    assert stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit)) == []
+    log = (tmp_path / "out" / "device.log").read_text()
+    assert "benchmarks" not in log and "notebooks:" not in log
+
+
+def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
+        tmp_path):
+    # 100 s: too little for smnist.py's estimated 90 s and a margin; segnet.py's 45 s fit
+    first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="100")
+    assert [call[0] for call in first if call[0].startswith("benchmarks")] == \
+        ["benchmarks/segnet.py"]
+    assert "benchmarks/smnist.py waits" in (tmp_path / "out" / "device.log").read_text()
+    second = stand_in_device(tmp_path, BENCH="1")
+    assert [call[0] for call in second] == ["benchmarks/smnist.py"]
 
 
 def test_segnet_flop_count_scales_with_the_pixels_and_projects_the_paper_profile():
