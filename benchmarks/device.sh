@@ -120,7 +120,7 @@ bench() {  # NAME SECONDS_IT_NEEDS ARGS...
 }
 if [ "$BENCH" = 1 ]; then
     bench smnist 90 --outer 1 --repeats 2
-    bench segnet 45 --repeats 2
+    bench segnet 60 --repeats 2
 fi
 
 # 3. the notebooks not yet finished, stopped in time for the tarball

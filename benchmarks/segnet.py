@@ -8,6 +8,7 @@ measured. Modes:
 
 fp32          float32, NCHW (the straightforward eager loop; on CUDA, PyTorch's
               default still runs its convolutions in TF32, cudnn.allow_tf32)
+fp32, no TF32 the same in full float32 (CUDA only; a row for reference, not the base)
 bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
 
@@ -28,6 +29,7 @@ notebook's runs add up to.
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 
 import torch
 
@@ -40,7 +42,10 @@ BATCH = 7
 
 
 def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: int,
-                fast: bool, graph: bool) -> float:
+                fast: bool, graph: bool, tf32: bool = True) -> float:
+    if not tf32:
+        with no_tf32():
+            return segnet_time(data, device, width, outer, inner, fast, graph)
     torch.manual_seed(0)
     model = SegNet(width=width).to(device)
     inputs = data.inputs
@@ -54,6 +59,17 @@ def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: 
     train(model, data, reg, schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH),
           bf16=fast, graph=graph, progress=False)
     return clock(device) - start
+
+
+@contextmanager
+def no_tf32():
+    """Full float32 convolutions and matrix products on CUDA, PyTorch's defaults restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def count_flops(size: tuple[int, int], width: float) -> None:
@@ -108,14 +124,14 @@ def main() -> None:
             else f"cpu ({torch.get_num_threads()} threads)")
     print(f"device: {name}; torch {torch.__version__}; SegNet width {args.width:g} "
           f"({params:,} parameters); {args.size[0]}x{args.size[1]} images, batch {BATCH}")
-    modes = [("fp32", False, False), ("bf16 + CL", True, False)]
+    modes = [("fp32", False, False, True), ("bf16 + CL", True, False, True)]
     if device == "cuda":
-        modes.append(("bf16 + CL + graph", True, True))
+        modes += [("bf16 + CL + graph", True, True, True), ("fp32, no TF32", False, False, False)]
     print(f"{'mode':<20} {'ms/step':>9} {'images/s':>9} {'vs fp32':>8} {'setup s':>8}")
     base = None
-    for label, fast, graph in modes:
+    for label, fast, graph, tf32 in modes:
         per_step, fixed = steady_rate(
-            lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph),
+            lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph, tf32),
             args.outer, args.inner, args.repeats)
         images = BATCH / per_step
         base = base or images

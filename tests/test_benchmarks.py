@@ -9,6 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,7 +177,7 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
 
 def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
         tmp_path):
-    # 100 s: too little for smnist.py's estimated 90 s and a margin; segnet.py's 45 s fit
+    # 100 s: too little for smnist.py's estimated 90 s and a margin; segnet.py's 60 s fit
     first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="100")
     assert [call[0] for call in first if call[0].startswith("benchmarks")] == \
         ["benchmarks/segnet.py"]
@@ -199,3 +200,15 @@ def test_segnet_flop_count_scales_with_the_pixels_and_projects_the_paper_profile
     assert lines[1].startswith("the paper profile's 6 runs x 24,000 steps: ")
     pflop = float(lines[1].split(": ")[1].split(" PFLOP")[0])
     assert pflop == pytest.approx(paper * 6 * 24_000 / 1e6, rel=0.01)
+
+
+def test_segnet_benchmark_full_float32_row_restores_pytorch_defaults(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from segnet import no_tf32
+
+    backends = torch.backends
+    defaults = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+    with pytest.raises(KeyboardInterrupt), no_tf32():
+        assert not backends.cudnn.allow_tf32 and not backends.cuda.matmul.allow_tf32
+        raise KeyboardInterrupt  # an interrupted timing too
+    assert (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32) == defaults
