@@ -12,7 +12,6 @@ only. Compile/capture time is reported apart from the steady state.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F

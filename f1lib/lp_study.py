@@ -22,7 +22,7 @@ from .config import F1Hyper, Schedule
 from .data.gaussians import gaussian_problem
 from .lp import f1_score, hinge_f1_bound, solve_lp
 from .models import FixedFeatures
-from .regularizer import VARIANT_HAS_BIAS, F1Regularizer
+from .regularizer import F1Regularizer
 from .study import tagged_rows
 from .train import TensorData, train_runs
 

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, SharedHeadMLP, TensorData, train

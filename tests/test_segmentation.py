@@ -4,7 +4,6 @@ import shutil
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from f1lib import Schedule, train
 from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datasets
