@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from time import monotonic  # this module's own name for it: tests move its clock
 from typing import Callable, Sequence
 
 import torch
@@ -304,6 +304,7 @@ def train_runs(
     task_loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
     evaluate: Callable[[nn.Module], dict] | Sequence[Callable[[nn.Module], dict]] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    checkpoint_interval: float = 0.0,
     progress: bool | None = None,
     bf16: bool = False,
     graph: bool = False,
@@ -399,6 +400,7 @@ def train_runs(
     precision = torch.get_float32_matmul_precision()
     if tf32 and device.type == "cuda":
         torch.set_float32_matmul_precision("high")
+    saved_at = monotonic()
     try:
         for outer in range(start, schedule.outer):
             if len(failed) == count:
@@ -430,7 +432,9 @@ def train_runs(
             if count == 1 and histories[0]:
                 row = histories[0][-1]
                 bar.set_postfix({k: f"{row[k]:.4g}" for k in ("task_loss", "f1_bound") if k in row})
-            if ckpt is not None:
+            final = outer + 1 == schedule.outer
+            if ckpt is not None and (final or monotonic() - saved_at >= checkpoint_interval):
+                saved_at = monotonic()
                 _save_atomic({
                     "runs": run_ids, "outer": outer + 1, "histories": histories,
                     "failed": {r: (str(err), err.outer) for r, err in failed.items()},
@@ -479,6 +483,7 @@ def train(
     task_loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
     evaluate: Callable[[nn.Module], dict] | None = None,
     checkpoint: str | os.PathLike | None = None,
+    checkpoint_interval: float = 0.0,
     progress: bool | None = None,
     bf16: bool = False,
     graph: bool = False,
@@ -497,6 +502,12 @@ def train(
         evaluate: called after each outer loop; its dict joins the history.
         checkpoint: a file written after every outer loop; if it exists, the
             run resumes from it and ends as an uninterrupted run would.
+        checkpoint_interval: seconds; when positive, the checkpoint is written
+            only after the outer loops that end at least this long after the
+            last write, and after the last one. Writing one costs about as
+            much as it holds (SegNet: 118 MB, some 0.2 s; 25 stacked MLP
+            runs: 205 MB), which on a GPU can be as long as an outer loop's
+            600 steps; an interruption then loses at most this much training.
         progress: tqdm bar; None shows it on a terminal only.
         bf16: run the model under bfloat16 autocast (for convolutions on CUDA).
         graph: capture the inner step as a CUDA graph and replay it (CUDA only).
@@ -508,7 +519,8 @@ def train(
     """
     result, = train_runs([model], data, [regularizer], seeds=[seed], schedule=schedule,
                          task_loss=task_loss, evaluate=evaluate, checkpoint=checkpoint,
-                         progress=progress, bf16=bf16, graph=graph, tf32=tf32)
+                         checkpoint_interval=checkpoint_interval, progress=progress, bf16=bf16,
+                         graph=graph, tf32=tf32)
     if isinstance(result, NonFiniteError):
         raise result
     return result

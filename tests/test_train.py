@@ -1,5 +1,6 @@
 """Algorithm 1's trainer: minibatch order, determinism, resume, NaN stops, a real task."""
 
+import importlib
 import itertools
 
 import pytest
@@ -90,6 +91,42 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path, variant):
     got = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
     assert resumed == whole
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_checkpoint_interval_writes_once_that_long_has_passed_and_resumes_from_there(
+        tmp_path, monkeypatch):
+    now = [0.0]
+    # the module, not the function f1lib.train that the package exports under its name
+    monkeypatch.setattr(importlib.import_module("f1lib.train"), "monotonic", lambda: now[0])
+    schedule = Schedule(outer=6, inner=4, batch_size=16)
+    model, reg, data = fresh("stable")
+    whole = train(model, data, reg, schedule=schedule, progress=False)
+    expected = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
+
+    ckpt = tmp_path / "run.ckpt"
+    seen = []
+
+    def outer_loop_of_25_s(_model):  # and what the file held before this loop's write
+        now[0] += 25
+        seen.append(torch.load(ckpt, weights_only=False)["outer"] if ckpt.exists() else None)
+        if len(seen) == 5:
+            raise Interrupt
+        return {}
+
+    model, reg, data = fresh("stable")
+    with pytest.raises(Interrupt):
+        train(model, data, reg, schedule=schedule, checkpoint=ckpt, checkpoint_interval=60,
+              evaluate=outer_loop_of_25_s, progress=False)
+    # written after outer loop 3 (75 s in), not after loops 1 and 2 (25, 50 s) or 4 (25 s on)
+    assert seen == [None, None, None, 3, 3]
+    model, reg, data = fresh("stable", seed=99)
+    resumed = train(model, data, reg, schedule=schedule, checkpoint=ckpt, checkpoint_interval=60,
+                    progress=False)
+    got = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
+    assert resumed == whole
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+    # no time passed in the resumed run, yet its last outer loop was written
+    assert torch.load(ckpt, weights_only=False)["outer"] == 6
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
