@@ -180,6 +180,14 @@ def stack_runs(runs: Sequence[nn.Module]) -> tuple[dict[str, Tensor], dict[str, 
     and diagnostics thus work on each run's module as usual.
     """
     params, buffers = stack_module_state(list(runs))
+    # vmap'd nn.Linear yields a weight's gradient as input^T @ grad_output, (in, out) per run:
+    # stored column-major, a stack takes that gradient as it comes, where a row-major one
+    # has autograd copy it every step (R x 500 x 4096 floats for the S-MNIST network)
+    for name, stacked in params.items():
+        owner, _, leaf = name.rpartition(".")
+        if leaf == "weight" and isinstance(runs[0].get_submodule(owner), nn.Linear):
+            column_major = stacked.detach().mT.contiguous().mT
+            params[name] = column_major.requires_grad_(stacked.requires_grad)
     for r, module in enumerate(runs):
         for name, stacked in params.items():
             owner, _, leaf = name.rpartition(".")
