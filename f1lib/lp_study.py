@@ -22,7 +22,8 @@ from .config import F1Hyper, Schedule
 from .data.gaussians import gaussian_problem
 from .lp import f1_score, hinge_f1_bound, solve_lp
 from .models import FixedFeatures
-from .regularizer import F1Regularizer
+# lp_bound.ipynb imports VARIANT_HAS_BIAS from this module
+from .regularizer import VARIANT_HAS_BIAS, F1Regularizer  # noqa: F401
 from .study import tagged_rows
 from .train import TensorData, train_runs
 
