@@ -153,7 +153,16 @@ def main() -> None:
     naive = statistics.median(
         naive_loop(digits.train_images, digits.train_labels, device, args.steps, args.inner,
                    args.variant) for _ in range(args.repeats))
-    rows = [("naive loop", 1, naive, float("nan"))]
+    print(f"{'mode':<20} {'runs':>5} {'ms/step':>9} {'run-steps/s':>12} {'vs naive':>9} "
+          f"{'setup s':>8}")
+
+    def row(label: str, runs: int, per_step: float, fixed: float) -> None:
+        # a row as soon as it is measured: a run stopped midway keeps the rows it had
+        speed = runs / per_step
+        print(f"{label:<20} {runs:>5} {1e3 * per_step:>9.3f} {speed:>12,.0f} "
+              f"{speed * naive:>8.1f}x {fixed:>8.2f}", flush=True)
+
+    row("naive loop", 1, naive, float("nan"))
     modes = [(False, 1), (False, args.runs)]
     if device == "cuda":
         modes = [(False, 1), (True, 1), (False, args.runs), (True, args.runs)]
@@ -162,15 +171,7 @@ def main() -> None:
             lambda k: f1lib_time(data, device, runs, k, args.inner, args.variant, graph),
             args.outer, args.inner, args.repeats)
         label = "f1lib" + (", CUDA graph" if graph else ", eager")
-        rows.append((label, runs, per_step, fixed))
-
-    print(f"{'mode':<20} {'runs':>5} {'ms/step':>9} {'run-steps/s':>12} {'vs naive':>9} "
-          f"{'setup s':>8}")
-    for label, runs, per_step, fixed in rows:
-        speed = runs / per_step
-        print(f"{label:<20} {runs:>5} {1e3 * per_step:>9.3f} {speed:>12,.0f} "
-              f"{speed * naive:>8.1f}x {fixed:>8.2f}")
-    label, runs, per_step, fixed = rows[-1]
+        row(label, runs, per_step, fixed)
     print(f"projected: {runs} runs x {args.paper_steps:,} steps with '{label}' take "
           f"{args.paper_steps * per_step + fixed:.1f} s of training (no evaluation)")
 
