@@ -40,7 +40,7 @@ from .train import NonFiniteError, TensorData, train_runs
 METHODS = ("baseline", "paper", "stable")
 # seconds between checkpoints of a batch in progress: writing one (118 MB for SegNet, 205 MB
 # for 25 stacked MLP runs, some 0.2-0.5 s) every outer loop would cost about as much as a GPU
-# takes for the outer loop's 600 steps; an interruption loses at most this much training
+# takes for the outer loop's 600 steps; an interruption loses up to this long and an outer loop
 CHECKPOINT_INTERVAL_S = 60.0
 
 

@@ -345,6 +345,9 @@ def train_runs(
     if count == 0 or len(regularizers) != count or len(seeds) != count:
         raise ValueError(f"need as many regularizers and seeds as models, at least one: got "
                          f"{count} models, {len(regularizers)} regularizers, {len(seeds)} seeds")
+    if not checkpoint_interval >= 0:
+        raise ValueError(f"checkpoint_interval is in seconds, at least 0: got "
+                         f"{checkpoint_interval}")
     evaluators = list(evaluate) if isinstance(evaluate, Sequence) else [evaluate] * count
     if len(evaluators) != count:
         raise ValueError(f"evaluate: {len(evaluators)} callables for {count} runs")
@@ -512,10 +515,11 @@ def train(
             run resumes from it and ends as an uninterrupted run would.
         checkpoint_interval: seconds; when positive, the checkpoint is written
             only after the outer loops that end at least this long after the
-            last write, and after the last one. Writing one costs about as
-            much as it holds (SegNet: 118 MB, some 0.2 s; 25 stacked MLP
-            runs: 205 MB), which on a GPU can be as long as an outer loop's
-            600 steps; an interruption then loses at most this much training.
+            last write, and after the last one. A write takes time in
+            proportion to its size (SegNet: 118 MB, some 0.2 s on a CPU; 25
+            stacked MLP runs: 205 MB), which on a GPU can match an outer
+            loop's 600 steps; an interruption then loses up to this long
+            and one outer loop of training.
         progress: tqdm bar; None shows it on a terminal only.
         bf16: run the model under bfloat16 autocast (for convolutions on CUDA).
         graph: capture the inner step as a CUDA graph and replay it (CUDA only).

@@ -178,6 +178,9 @@ def test_bad_arguments():
         train(model, data, reg, schedule={"outer": 1}, progress=False)
     with pytest.raises(ValueError, match="positive integer"):
         Schedule(outer=0)
+    for interval in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="checkpoint_interval is in seconds"):
+            train(model, data, reg, checkpoint_interval=interval, progress=False)
     other = F1Regularizer(torch.tensor([True, False]))
     with pytest.raises(ValueError, match="cover 2 examples"):
         train(model, data, other, schedule=Schedule(outer=1, inner=1), progress=False)
