@@ -29,7 +29,7 @@ notebook's runs add up to.
 from __future__ import annotations
 
 import argparse
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -42,10 +42,7 @@ BATCH = 7
 
 
 def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: int,
-                fast: bool, graph: bool, tf32: bool = True) -> float:
-    if not tf32:
-        with no_tf32():
-            return segnet_time(data, device, width, outer, inner, fast, graph)
+                fast: bool, graph: bool) -> float:
     torch.manual_seed(0)
     model = SegNet(width=width).to(device)
     inputs = data.inputs
@@ -130,9 +127,10 @@ def main() -> None:
     print(f"{'mode':<20} {'ms/step':>9} {'images/s':>9} {'vs fp32':>8} {'setup s':>8}")
     base = None
     for label, fast, graph, tf32 in modes:
-        per_step, fixed = steady_rate(
-            lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph, tf32),
-            args.outer, args.inner, args.repeats)
+        with nullcontext() if tf32 else no_tf32():
+            per_step, fixed = steady_rate(
+                lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph),
+                args.outer, args.inner, args.repeats)
         images = BATCH / per_step
         base = base or images
         print(f"{label:<20} {1e3 * per_step:>9.2f} {images:>9.1f} {images / base:>7.2f}x "

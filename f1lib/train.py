@@ -180,22 +180,21 @@ def stack_runs(runs: Sequence[nn.Module]) -> tuple[dict[str, Tensor], dict[str, 
     and diagnostics thus work on each run's module as usual.
     """
     params, buffers = stack_module_state(list(runs))
-    # vmap'd nn.Linear yields a weight's gradient as input^T @ grad_output, (in, out) per run:
-    # stored column-major, a stack takes that gradient as it comes, where a row-major one
-    # has autograd copy it every step (R x 500 x 4096 floats for the S-MNIST network)
     for name, stacked in params.items():
         owner, _, leaf = name.rpartition(".")
+        # vmap'd nn.Linear yields a weight's gradient as input^T @ grad_output, (in, out) per
+        # run: stored column-major, a stack takes that gradient as it comes, where a row-major
+        # one has autograd copy it every step (R x 500 x 4096 floats for the S-MNIST network)
         if leaf == "weight" and isinstance(runs[0].get_submodule(owner), nn.Linear):
-            column_major = stacked.detach().mT.contiguous().mT
-            params[name] = column_major.requires_grad_(stacked.requires_grad)
-    for r, module in enumerate(runs):
-        for name, stacked in params.items():
-            owner, _, leaf = name.rpartition(".")
+            stacked = stacked.detach().mT.contiguous().mT.requires_grad_(stacked.requires_grad)
+            params[name] = stacked
+        for r, module in enumerate(runs):  # run r's parameter: a view of its slice
             sub = module.get_submodule(owner)
-            requires_grad = getattr(sub, leaf).requires_grad
-            setattr(sub, leaf, nn.Parameter(stacked[r].detach(), requires_grad=requires_grad))
-        for name, stacked in buffers.items():
-            owner, _, leaf = name.rpartition(".")
+            setattr(sub, leaf, nn.Parameter(stacked[r].detach(),
+                                            requires_grad=getattr(sub, leaf).requires_grad))
+    for name, stacked in buffers.items():
+        owner, _, leaf = name.rpartition(".")
+        for r, module in enumerate(runs):
             setattr(module.get_submodule(owner), leaf, stacked[r])
     return params, buffers
 
