@@ -133,13 +133,25 @@ class Provenance:
         self.parameters = dict(parameters)
         self.started = time.perf_counter()
         self.folder = figures_dir(profile)
+        self.resumed = False
+
+    def scratch(self) -> Path:
+        """The notebook's folder for checkpoints and finished runs (`scratch_dir`).
+        If it holds an earlier, interrupted execution's work, this execution
+        resumes it, and its records say so."""
+        folder = scratch_dir(Path(self.notebook).stem, self.profile)
+        self.resumed = self.resumed or any(folder.iterdir())
+        return folder
 
     def save(self, name: str, figure=None, tables: dict | None = None,
-             results: dict | None = None) -> Path:
+             results: dict | None = None, training_s: float | None = None) -> Path:
         """Write <name>.png/.pdf (figure), <name>[_key].csv (tables) and <name>.json.
 
         `tables` maps a suffix ("" for the main table) to a pandas DataFrame;
-        `results` holds the headline numbers. Returns the JSON's path.
+        `results` holds the headline numbers. `training_s`, the seconds spent
+        training the figure's runs, counts what an interrupted execution of the
+        notebook trained before this one resumed it (`scratch`), where the
+        notebook's wall time counts this execution only. Returns the JSON's path.
         """
         written = []
         if figure is not None:
@@ -162,6 +174,8 @@ class Provenance:
             "device": device_info(),
             "versions": versions(),
             "wall_time_s": round(time.perf_counter() - self.started, 1),
+            **({} if training_s is None else {"training_s": round(float(training_s), 1)}),
+            "resumed": self.resumed,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "files": written,
             "results": results or {},
@@ -192,10 +206,18 @@ def provenance_markdown(record: dict) -> str:
     hardware = device.get("gpu") or f"CPU ({device.get('cpu_count')} cores)"
     libraries = ", ".join(f"{k} {v}" for k, v in lib.items())
     parameters = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in record["parameters"].items())
+    took = f"in {record['wall_time_s']:g} s of notebook time"
+    training = record.get("training_s")
+    if record.get("resumed"):
+        took += ", resuming an interrupted execution"
+        if training is not None:
+            took += f": training its runs took {training:g} s in all"
+    elif training is not None:
+        took += f", {training:g} s of it training the runs"
     return (
         f"**Provenance of `{record['figure']}`.** Made by `{record['notebook']}` under the "
         f"`{record['profile']}` profile on {hardware}, at commit `{commit}`, on "
-        f"{record['date']}, in {record['wall_time_s']:g} s of notebook time. "
+        f"{record['date']}, {took}. "
         f"Parameters: {parameters}. Libraries: {libraries}. "
         f"Data and record: `figures/{record['figure']}.*`."
     )

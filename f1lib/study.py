@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from time import monotonic  # this module's own name for it: tests move its clock
 from typing import Callable
 
 import pandas as pd
@@ -35,7 +35,7 @@ from tqdm import tqdm
 from .config import F1Hyper, Schedule
 from .regularizer import F1Regularizer
 from .stats import format_ci, mean_ci
-from .train import NonFiniteError, TensorData, train_runs
+from .train import NonFiniteError, TensorData, checkpoint_elapsed, train_runs
 
 METHODS = ("baseline", "paper", "stable")
 # seconds between checkpoints of a batch in progress: writing one (118 MB for SegNet, 205 MB
@@ -119,7 +119,8 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
     model's F1 features. `evaluation(regularizer)` gives the run's evaluate.
     Options go to f1lib.train.train_runs; the checkpoint is written every
     CHECKPOINT_INTERVAL_S unless they say otherwise. A run's wall time is its
-    share of the batch's.
+    share of the batch's, counting the part of a resumed batch that an earlier,
+    interrupted call trained up to its checkpoint.
     """
     if len({batch_key(run) for run in runs}) != 1:
         raise ValueError(f"runs of different variants or learning rates cannot train together: "
@@ -134,12 +135,13 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
                                           variant=run.variant,
                                           hyper=F1Hyper(beta=run.beta)).to(device))
     schedule = replace(schedule, lr=schedule.lr * runs[0].lr_scale)
-    start = time.perf_counter()
+    earlier = checkpoint_elapsed(checkpoint) if checkpoint is not None else 0.0
+    start = monotonic()
     results = train_runs(models, data, regularizers, seeds=[run.seed for run in runs],
                          schedule=schedule, evaluate=[evaluation(reg) for reg in regularizers],
                          checkpoint=checkpoint,
                          **{"checkpoint_interval": CHECKPOINT_INTERVAL_S, **options})
-    wall = (time.perf_counter() - start) / len(runs)
+    wall = (earlier + monotonic() - start) / len(runs)
     return [tagged_rows(run_tag(run), result, wall) for run, result in zip(runs, results)], models
 
 

@@ -102,6 +102,18 @@ def _to_float(row: dict) -> dict:
     return {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}
 
 
+def checkpoint_elapsed(path: str | os.PathLike) -> float:
+    """Seconds of training that the checkpoint at `path` holds, over every call
+    that trained it (0 when there is no file): the time an interrupted run had
+    spent up to its last write, which the resumed run does not repeat."""
+    path = Path(path)
+    if not path.exists():
+        return 0.0
+    # mmap: the weights stay on disk, only the small entries are read
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return float(state.get("elapsed_s", 0.0))
+
+
 def _save_atomic(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -377,7 +389,7 @@ def train_runs(
 
     histories: list[list[dict]] = [[] for _ in range(count)]
     failed: dict[int, NonFiniteError] = {}
-    start = 0
+    start, elapsed_before = 0, 0.0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     run_ids = [{"seed": seed, "schedule": schedule.as_dict()} for seed in seeds]
     if ckpt is not None and ckpt.exists():
@@ -391,6 +403,7 @@ def train_runs(
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
         histories, start = state["histories"], state["outer"]
+        elapsed_before = state.get("elapsed_s", 0.0)
         failed = {r: NonFiniteError(message, histories[r], outer)
                   for r, (message, outer) in state["failed"].items()}
 
@@ -410,7 +423,7 @@ def train_runs(
     precision = torch.get_float32_matmul_precision()
     if tf32 and device.type == "cuda":
         torch.set_float32_matmul_precision("high")
-    saved_at = monotonic()
+    began = saved_at = monotonic()
     try:
         for outer in range(start, schedule.outer):
             if len(failed) == count:
@@ -450,6 +463,7 @@ def train_runs(
                     "failed": {r: (str(err), err.outer) for r, err in failed.items()},
                     "runs_state": [run.state_dict() for run in runs],
                     "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                    "elapsed_s": elapsed_before + saved_at - began,
                 }, ckpt)
     finally:
         bar.close()
@@ -511,7 +525,8 @@ def train(
         task_loss: loss(task_output, targets) of the primary task.
         evaluate: called after each outer loop; its dict joins the history.
         checkpoint: a file written after every outer loop; if it exists, the
-            run resumes from it and ends as an uninterrupted run would.
+            run resumes from it and ends as an uninterrupted run would. It also
+            keeps the seconds spent training so far (`checkpoint_elapsed`).
         checkpoint_interval: seconds; when positive, the checkpoint is written
             only after the outer loops that end at least this long after the
             last write, and after the last one. A write takes time in

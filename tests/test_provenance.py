@@ -30,7 +30,7 @@ def test_record_holds_what_made_the_figure(tmp_path, monkeypatch):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
     path = prov.save("demo", fig, tables={"": pd.DataFrame({"a": [1.5]})},
-                     results={"gap": 0.25, "bad": float("nan")})
+                     results={"gap": 0.25, "bad": float("nan")}, training_s=12.34)
     record = json.loads(path.read_text())
     assert {p.name for p in tmp_path.iterdir()} == {"demo.png", "demo.pdf", "demo.csv",
                                                       "demo.json"}
@@ -43,6 +43,24 @@ def test_record_holds_what_made_the_figure(tmp_path, monkeypatch):
     assert record["device"]["torch_device"] in ("cpu", "cuda")
     assert record["wall_time_s"] >= 0 and record["date"].startswith("20")
     assert record["results"] == {"gap": 0.25, "bad": None}  # NaN is not valid JSON
+    assert record["training_s"] == 12.3
+    assert record["resumed"] is False
+
+
+def test_a_notebook_that_finds_earlier_work_in_its_scratch_folder_says_it_resumed(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("F1LIB_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.chdir(tmp_path)  # outside a checkout: ./.cache
+    fresh = Provenance("demo.ipynb", "quick", {})
+    folder = fresh.scratch()
+    assert folder == tmp_path / ".cache" / "demo-quick"
+    assert not fresh.resumed
+    (folder / "run.json").write_text("[]")  # a run that an interrupted execution finished
+    again = Provenance("demo.ipynb", "quick", {})
+    assert again.scratch() == folder and again.resumed
+    record = json.loads(again.save("demo", training_s=5.0).read_text())
+    assert record["resumed"] is True and record["training_s"] == 5.0
+    assert not Provenance("demo.ipynb", "paper", {}).scratch().joinpath("run.json").exists()
 
 
 def test_the_note_under_a_figure_says_what_made_it():
@@ -65,6 +83,14 @@ def test_the_note_under_a_figure_says_what_made_it():
                git={"commit": "abc", "library_modified": False})
     assert "CPU (2 cores)" in provenance_markdown(cpu)
     assert "uncommitted" not in provenance_markdown(cpu)
+    assert "training" not in note  # a figure without runs to train says nothing of it
+    # a notebook's wall time counts its own execution; its runs' training time also counts
+    # what an interrupted execution trained before this one resumed it
+    whole = provenance_markdown(dict(record, training_s=96.4))
+    assert "in 117 s of notebook time, 96.4 s of it training the runs." in whole
+    resumed = provenance_markdown(dict(record, training_s=290.0, resumed=True))
+    assert ("in 117 s of notebook time, resuming an interrupted execution: training its runs "
+            "took 290 s in all." in resumed)
 
 
 def test_a_notebooks_outputs_are_its_records_and_the_files_they_list(tmp_path, monkeypatch):

@@ -1,13 +1,17 @@
 """Comparing an experiment's runs: the run matrix, summaries and paired differences."""
 
+import importlib
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from f1lib import Schedule, SharedHeadMLP, TensorData
+from f1lib.data.gaussians import gaussian_problem
 from f1lib.study import (Run, batch_key, interval_text, paired_differences, points_text,
-                         run_matrix, run_study, run_tag, summarize, tagged_rows)
+                         run_matrix, run_study, run_tag, summarize, tagged_rows, train_together)
 from f1lib.train import NonFiniteError
 
 
@@ -132,3 +136,44 @@ def test_tagged_rows_keep_a_diverged_runs_rows_and_mark_it():
     assert run_tag(Run("stable", 0.1, 4)) == {"run": "stable, β=0.1", "method": "stable",
                                              "beta": 0.1, "seed": 4, "lr_scale": 1.0,
                                              "variant": "stable"}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_resumed_batch_keeps_its_checkpoint_interval_and_the_time_before_the_interruption(
+        tmp_path, monkeypatch):
+    now = [0.0]
+    for module in ("f1lib.train", "f1lib.study"):  # one clock for the trainer and the study
+        monkeypatch.setattr(importlib.import_module(module), "monotonic", lambda: now[0])
+    x, positive = gaussian_problem(n=60, separation=3.0, offset=1.0, seed=0)
+    data = TensorData(x.float(), positive.long(), positive)
+    runs = [Run("stable", 1e-3, 0), Run("stable", 0.1, 1)]
+    schedule = Schedule(outer=6, inner=3, batch_size=16)
+    ckpt = tmp_path / "batch.ckpt"
+    evaluations = []
+
+    def evaluation(_regularizer):
+        def evaluate(_model):  # two runs: an outer loop takes 25 s
+            now[0] += 12.5
+            evaluations.append(torch.load(ckpt, weights_only=False)["outer"]
+                               if ckpt.exists() else None)
+            if len(evaluations) == 9:  # in outer loop 5
+                raise Interrupt
+            return {}
+        return evaluate
+
+    def make_model():
+        return SharedHeadMLP(in_features=2, hidden=8, classes=2)
+
+    with pytest.raises(Interrupt):
+        train_together(runs, make_model, data, schedule, evaluation, ckpt)
+    # the study's default interval (60 s): written after outer loop 3, at 75 s, and not
+    # after loop 4, 25 s later (every loop's write would leave loop 4 in the file)
+    assert evaluations[::2] == [None, None, None, 3, 3]
+    rows, _ = train_together(runs, make_model, data, schedule, evaluation, ckpt)
+    # 75 s up to the checkpoint, then outer loops 4 to 6 again: 75 s, shared by two runs;
+    # the 25 s of loop 4 and the part of loop 5 trained before the interruption are lost
+    assert [run_rows[-1]["wall_s"] for run_rows in rows] == [75.0, 75.0]
+    assert [len(run_rows) for run_rows in rows] == [6, 6]

@@ -11,6 +11,7 @@ from torch import nn
 from f1lib import (F1Hyper, F1Regularizer, NonFiniteError, Schedule, TensorData, batch_order,
                    train)
 from f1lib.data.gaussians import gaussian_problem
+from f1lib.train import checkpoint_elapsed
 
 
 class TwoHeads(nn.Module):
@@ -119,14 +120,18 @@ def test_a_checkpoint_interval_writes_once_that_long_has_passed_and_resumes_from
               evaluate=outer_loop_of_25_s, progress=False)
     # written after outer loop 3 (75 s in), not after loops 1 and 2 (25, 50 s) or 4 (25 s on)
     assert seen == [None, None, None, 3, 3]
+    assert checkpoint_elapsed(ckpt) == 75.0
     model, reg, data = fresh("stable", seed=99)
     resumed = train(model, data, reg, schedule=schedule, checkpoint=ckpt, checkpoint_interval=60,
                     progress=False)
     got = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
     assert resumed == whole
     assert all(torch.equal(expected[k], got[k]) for k in expected)
-    # no time passed in the resumed run, yet its last outer loop was written
+    # no time passed in the resumed run, yet its last outer loop was written, and the
+    # file still counts the 75 s trained before the interruption
     assert torch.load(ckpt, weights_only=False)["outer"] == 6
+    assert checkpoint_elapsed(ckpt) == 75.0
+    assert checkpoint_elapsed(tmp_path / "none.ckpt") == 0.0
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
