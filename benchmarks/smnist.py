@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, Dataset
 from f1lib import F1Hyper, F1Regularizer, Schedule, SharedHeadMLP, TensorData
 from f1lib.data.mnist import load_digits, make_smnist
 from f1lib.profiles import PROFILES
-from f1lib.train import train_runs
+from f1lib.train import tf32_matmuls, train_runs
 from timing import clock, steady_rate
 
 BATCH = 100
@@ -137,10 +137,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
+    tf32 = args.tf32 and args.device == "cuda"
+    with tf32_matmuls(tf32):  # the naive loop too: the same arithmetic in every mode
+        measure(args, tf32)
+
+
+def measure(args: argparse.Namespace, tf32: bool) -> None:
+    """The naive loop's steps/s, then f1lib's in every mode, a row each."""
     device = args.device
-    tf32 = args.tf32 and device == "cuda"
-    if tf32:  # the naive loop too: the same arithmetic in every mode
-        torch.set_float32_matmul_precision("high")
     digits = load_digits("auto")
     train_set = make_smnist(digits.train_images, digits.train_labels, device)
     data = TensorData(train_set.images, train_set.digits, train_set.big)

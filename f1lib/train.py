@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import monotonic  # this module's own name for it: tests move its clock
@@ -112,6 +113,23 @@ def checkpoint_elapsed(path: str | os.PathLike) -> float:
     # mmap: the weights stay on disk, only the small entries are read
     state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     return float(state.get("elapsed_s", 0.0))
+
+
+@contextmanager
+def tf32_matmuls(enabled: bool = True):
+    """Inside the block, with `enabled`, float32 matrix products may run on
+    TF32 tensor cores (torch.set_float32_matmul_precision("high"): 10 bits of
+    mantissa, float32 range and accumulation); the precision before the block
+    comes back after it. Callers enable it on CUDA only: it also sets oneDNN's
+    float32 matmul precision to "tf32" (torch.backends.mkldnn.matmul), which
+    CPUs with such an instruction set would use."""
+    precision = torch.get_float32_matmul_precision()
+    if enabled:
+        torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(precision)
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -417,14 +435,11 @@ def train_runs(
 
     inner_step = CapturedStep(step_and_sum) if graph else step_and_sum
     every = max(1, schedule.inner // 20)
-    bar = tqdm(total=schedule.outer * schedule.inner, initial=start * schedule.inner,
-               disable=None if progress is None else not progress,
-               desc="train" if count == 1 else f"train {count} runs", unit="step")
-    precision = torch.get_float32_matmul_precision()
-    if tf32 and device.type == "cuda":
-        torch.set_float32_matmul_precision("high")
     began = saved_at = monotonic()
-    try:
+    with tqdm(total=schedule.outer * schedule.inner, initial=start * schedule.inner,
+              disable=None if progress is None else not progress,
+              desc="train" if count == 1 else f"train {count} runs", unit="step") as bar, \
+            tf32_matmuls(tf32 and device.type == "cuda"):
         for outer in range(start, schedule.outer):
             if len(failed) == count:
                 break
@@ -465,9 +480,6 @@ def train_runs(
                     "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
                     "elapsed_s": elapsed_before + saved_at - began,
                 }, ckpt)
-    finally:
-        bar.close()
-        torch.set_float32_matmul_precision(precision)
     return [failed.get(r, histories[r]) for r in range(count)]
 
 
@@ -538,8 +550,8 @@ def train(
         bf16: run the model under bfloat16 autocast (for convolutions on CUDA).
         graph: capture the inner step as a CUDA graph and replay it (CUDA only).
         tf32: on CUDA, float32 matrix products run on TF32 tensor cores while
-            training (torch.set_float32_matmul_precision("high"): 10 bits of
-            mantissa, float32 range and accumulation); ignored on the CPU.
+            training (`tf32_matmuls`: 10 bits of mantissa, float32 range and
+            accumulation); ignored on the CPU.
 
     Raises NonFiniteError when training turns NaN or infinite.
     """

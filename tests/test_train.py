@@ -11,7 +11,7 @@ from torch import nn
 from f1lib import (F1Hyper, F1Regularizer, NonFiniteError, Schedule, TensorData, batch_order,
                    train)
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.train import checkpoint_elapsed
+from f1lib.train import checkpoint_elapsed, tf32_matmuls
 
 
 class TwoHeads(nn.Module):
@@ -221,3 +221,13 @@ def test_tf32_is_for_cuda_only_and_the_precision_is_restored_after_training():
           progress=False, tf32=True)
     assert set(model.seen) == {before}  # on the CPU the flag changes nothing
     assert torch.get_float32_matmul_precision() == before
+
+
+def test_tf32_matmuls_holds_high_precision_inside_its_block_only_even_on_an_interrupt():
+    before = torch.get_float32_matmul_precision()
+    with pytest.raises(Interrupt), tf32_matmuls():
+        assert torch.get_float32_matmul_precision() == "high"
+        raise Interrupt
+    assert torch.get_float32_matmul_precision() == before
+    with tf32_matmuls(False):
+        assert torch.get_float32_matmul_precision() == before
