@@ -1,20 +1,29 @@
-"""SegNet training speed through f1lib.train: fp32 eager against bf16 + channels_last.
+"""SegNet training speed: a naive PyTorch loop, and f1lib.train in fp32 and in bf16 + channels_last.
 
 The sky-segmentation step of book/sky_segmentation.ipynb: SegNet (VGG16-BN
 encoder, width 1: 29.5M parameters) with its F1 head, the stable F1
 regularizer, SGD on minibatches of 7 (the successor's). The images are
-f1lib's procedural sky scenes at --size, held on the device; only time is
-measured. Modes:
+f1lib's procedural sky scenes at --size; only time is measured. Modes:
 
-fp32          float32, NCHW (the straightforward eager loop; on CUDA, PyTorch's
-              default still runs its convolutions in TF32, cudnn.allow_tf32)
+naive         the obvious loop: the images on the host as uint8, made float
+              and the masks long per sample (a per-sample transform), a
+              shuffling DataLoader, batches copied to the device, float32, and
+              `.item()` bookkeeping every step (the loss, the sky IoU, the big
+              images' IoU through a boolean mask). It uses f1lib's
+              F1Regularizer, so the arithmetic is the same and only the
+              engineering differs.
+fp32          f1lib.train on the images held on the device, float32, NCHW (on
+              CUDA, PyTorch's default still runs its convolutions in TF32,
+              cudnn.allow_tf32; so does the naive loop)
 fp32, no TF32 the same in full float32 (CUDA only; a row for reference, not the base)
 bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
 
-Images/s are steady-state medians over --repeats timings
-(benchmarks/timing.steady_rate: set-up and graph capture cancel out and are
-reported apart).
+Images/s are medians over --repeats timings: the naive loop's over --steps
+steps after 3 warm-up steps, f1lib's steady-state (benchmarks/timing.steady_rate:
+set-up and graph capture cancel out and are reported apart). The issue's
+target is bf16 + CL against fp32; the naive column shows what the engineering
+gains besides.
 
     python benchmarks/segnet.py                       # CUDA, 256 x 256
     python benchmarks/segnet.py --device cpu --size 32 48 --width 0.125 --inner 3
@@ -29,16 +38,52 @@ notebook's runs add up to.
 from __future__ import annotations
 
 import argparse
+import statistics
 from contextlib import contextmanager, nullcontext
 
 import torch
+from torch.utils.data import Dataset
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train
-from f1lib.data.sky import ProceduralSky, load_batches
+from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
 from f1lib.models import SegNet
+from naive import naive_loop
 from timing import clock, steady_rate
 
 BATCH = 7
+
+
+class PerSampleSky(Dataset):
+    """Scene i as a naive loop holds it: uint8 on the host, made float32 when asked for."""
+
+    def __init__(self, batch: SkyBatch):
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    def __getitem__(self, i: int):
+        b = self.batch
+        return b.images[i].float() / 255.0, b.masks[i].long(), b.big[i], i
+
+
+def naive_time(batch: SkyBatch, device: str, width: float, steps: int, inner: int) -> float:
+    """Seconds per step of the naive loop (benchmarks/naive.py) on the sky scenes."""
+    torch.manual_seed(0)
+    model = SegNet(width=width).to(device)
+    reg = F1Regularizer(batch.big, features=model.f1_features,
+                        hyper=F1Hyper(beta=1e-3)).to(device)
+
+    def iou(sky_and_truth, sky_or_truth):
+        return sky_and_truth.sum() / sky_or_truth.sum().clamp(min=1)
+
+    def ious(logits, masks, big):
+        sky, truth = logits.argmax(1) == 1, masks == 1
+        return {"iou": iou(sky & truth, sky | truth),
+                "iou_big": iou(sky[big] & truth[big], sky[big] | truth[big])}
+
+    return naive_loop(PerSampleSky(batch), model, reg, device, steps, inner, BATCH,
+                      Schedule().lr, ious)
 
 
 def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: int,
@@ -101,6 +146,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=[256, 256], metavar=("H", "W"))
     parser.add_argument("--width", type=float, default=1.0, help="SegNet's channel multiplier")
     parser.add_argument("--images", type=int, default=70, help="procedural training images")
+    parser.add_argument("--steps", type=int, default=40, help="naive loop's timed steps")
     parser.add_argument("--outer", type=int, default=1,
                         help="outer loops of the shorter training (the longer has twice)")
     parser.add_argument("--inner", type=int, default=40, help="steps per outer loop")
@@ -124,17 +170,21 @@ def main() -> None:
     modes = [("fp32", False, False, True), ("bf16 + CL", True, False, True)]
     if device == "cuda":
         modes += [("bf16 + CL + graph", True, True, True), ("fp32, no TF32", False, False, False)]
-    print(f"{'mode':<20} {'ms/step':>9} {'images/s':>9} {'vs fp32':>8} {'setup s':>8}")
-    base = None
+    print(f"{'mode':<20} {'ms/step':>9} {'images/s':>9} {'vs naive':>9} {'vs fp32':>8} "
+          f"{'setup s':>8}")
+    # each row as soon as it is measured: a run stopped midway keeps the rows it had
+    naive = statistics.median(naive_time(batch, device, args.width, args.steps, args.inner)
+                              for _ in range(args.repeats))
+    print(f"{'naive loop':<20} {1e3 * naive:>9.2f} {BATCH / naive:>9.1f} {1:>8.2f}x", flush=True)
+    fp32 = None
     for label, fast, graph, tf32 in modes:
         with nullcontext() if tf32 else no_tf32():
             per_step, fixed = steady_rate(
                 lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph),
                 args.outer, args.inner, args.repeats)
-        images = BATCH / per_step
-        base = base or images
-        print(f"{label:<20} {1e3 * per_step:>9.2f} {images:>9.1f} {images / base:>7.2f}x "
-              f"{fixed:>8.2f}")
+        fp32 = fp32 or per_step
+        print(f"{label:<20} {1e3 * per_step:>9.2f} {BATCH / per_step:>9.1f} "
+              f"{naive / per_step:>8.2f}x {fp32 / per_step:>7.2f}x {fixed:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,13 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, SharedHeadMLP, TensorData
 from f1lib.data.mnist import load_digits, make_smnist
 from f1lib.profiles import PROFILES
 from f1lib.train import tf32_matmuls, train_runs
+from naive import naive_loop
 from timing import clock, steady_rate
 
 BATCH = 100
@@ -69,38 +70,21 @@ class PerSampleSMnist(Dataset):
         return image, self.labels[i % n], i < n, i
 
 
-def naive_loop(digits, labels, device: str, steps: int, inner: int, variant: str) -> float:
-    """Seconds per step of the naive loop, after 3 warm-up steps."""
+def naive_time(digits, labels, device: str, steps: int, inner: int, variant: str) -> float:
+    """Seconds per step of the naive loop (benchmarks/naive.py) on S-MNIST."""
     dataset = PerSampleSMnist(digits, labels)
     positive = torch.arange(len(dataset)) < len(labels)
     torch.manual_seed(0)
     model = SharedHeadMLP().to(device)
     reg = F1Regularizer(positive, features=1, variant=variant).to(device)
-    optimizer = torch.optim.SGD([{"params": list(model.parameters()), "lr": 0.01},
-                                 *reg.param_groups()])
-    log, done, start = [], 0, 0.0
-    while done < steps + 3:
-        for images, y, big, idx in DataLoader(dataset, batch_size=BATCH, shuffle=True,
-                                              drop_last=True):
-            images, y, big, idx = images.to(device), y.to(device), big.to(device), idx.to(device)
-            logits, h = model(images)
-            loss = F.cross_entropy(logits, y) + reg(h, big, idx)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            reg.project_()
-            pred = logits.argmax(1)
-            log.append({"loss": loss.item(),
-                        "acc_big": (pred[big] == y[big]).float().mean().item(),
-                        "acc_small": (pred[~big] == y[~big]).float().mean().item()})
-            done += 1
-            if done % inner == 0:
-                reg.dual_step()
-            if done == 3:
-                start = clock(device)
-            if done == steps + 3:
-                break
-    return (clock(device) - start) / steps
+
+    def accuracies(logits, y, big):
+        pred = logits.argmax(1)
+        return {"acc_big": (pred[big] == y[big]).float().mean(),
+                "acc_small": (pred[~big] == y[~big]).float().mean()}
+
+    return naive_loop(dataset, model, reg, device, steps, inner, BATCH, Schedule().lr,
+                      accuracies)
 
 
 def f1lib_time(data: TensorData, device: str, runs: int, outer: int, inner: int,
@@ -155,7 +139,7 @@ def measure(args: argparse.Namespace, tf32: bool) -> None:
           f"float32 matrix products in {'TF32' if tf32 else 'full float32'}")
 
     naive = statistics.median(
-        naive_loop(digits.train_images, digits.train_labels, device, args.steps, args.inner,
+        naive_time(digits.train_images, digits.train_labels, device, args.steps, args.inner,
                    args.variant) for _ in range(args.repeats))
     print(f"{'mode':<20} {'runs':>5} {'ms/step':>9} {'run-steps/s':>12} {'vs naive':>9} "
           f"{'setup s':>8}")
