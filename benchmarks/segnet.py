@@ -74,13 +74,12 @@ def naive_time(batch: SkyBatch, device: str, width: float, steps: int, inner: in
     reg = F1Regularizer(batch.big, features=model.f1_features,
                         hyper=F1Hyper(beta=1e-3)).to(device)
 
-    def iou(sky_and_truth, sky_or_truth):
-        return sky_and_truth.sum() / sky_or_truth.sum().clamp(min=1)
+    def iou(sky, truth):
+        return (sky & truth).sum() / (sky | truth).sum().clamp(min=1)
 
     def ious(logits, masks, big):
         sky, truth = logits.argmax(1) == 1, masks == 1
-        return {"iou": iou(sky & truth, sky | truth),
-                "iou_big": iou(sky[big] & truth[big], sky[big] | truth[big])}
+        return {"iou": iou(sky, truth), "iou_big": iou(sky[big], truth[big])}
 
     return naive_loop(PerSampleSky(batch), model, reg, device, steps, inner, BATCH,
                       Schedule().lr, ious)

@@ -48,10 +48,10 @@ def test_segnet_benchmark_compares_the_naive_loop_fp32_and_bf16_channels_last():
     assert list(rows) == ["naive loop", "fp32", "bf16 + CL"]
     assert rows["naive loop"][2] == "1.00x" and len(rows["naive loop"]) == 3
     assert rows["fp32"][3] == "1.00x"  # the target: bf16 + CL against fp32
+    naive_ms, fp32_ms = float(rows["naive loop"][0]), float(rows["fp32"][0])
     for ms, images, vs_naive, vs_fp32, _ in (rows["fp32"], rows["bf16 + CL"]):
         # 7 images per step, and both ratios are the naive / fp32 step time over the row's
         assert float(images) == pytest.approx(7e3 / float(ms), rel=0.01)
-        naive_ms, fp32_ms = float(rows["naive loop"][0]), float(rows["fp32"][0])
         assert float(vs_naive[:-1]) == pytest.approx(naive_ms / float(ms), abs=0.01)
         assert float(vs_fp32[:-1]) == pytest.approx(fp32_ms / float(ms), abs=0.01)
 
