@@ -75,9 +75,12 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
     order = batch_order(0, 0, args.steps, 100, args.examples).to(args.device)
-    name = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"device: {name}; torch {torch.__version__}; {args.steps} steps of batch 100, N = {args.examples}")
-    print(f"{'regularizer':<12} {'eager ms/step':>14} {'graph ms/step':>14} {'speed-up':>9} {'capture s':>10}")
+    name = (torch.cuda.get_device_name(0) if args.device == "cuda"
+            else f"cpu ({torch.get_num_threads()} threads)")
+    print(f"device: {name}; torch {torch.__version__}; {args.steps} steps of batch 100, "
+          f"N = {args.examples}")
+    print(f"{'regularizer':<12} {'eager ms/step':>14} {'graph ms/step':>14} {'speed-up':>9} "
+          f"{'capture s':>10}")
     for variant in (None, "paper", "stable"):
         step = build(variant, args.examples, args.device)
         eager = time_eager(step, order, args.device)

@@ -22,7 +22,8 @@ def setup(variant):
     reg = F1Regularizer(data.positive, variant=variant, hyper=F1Hyper(beta=0.1)).cuda()
     optimizer = torch.optim.SGD([{"params": list(model.parameters()), "lr": 0.01},
                                  *reg.param_groups()])
-    return data, model, reg, make_step(model, data, reg, optimizer, torch.nn.functional.cross_entropy)
+    step = make_step(model, data, reg, optimizer, torch.nn.functional.cross_entropy)
+    return data, model, reg, step
 
 
 def state(model, reg):

@@ -46,7 +46,8 @@ def test_bad_profiles_and_values_raise(monkeypatch):
 
 def test_the_mnist_paper_profile_is_the_seeds_schedule_and_sweep():
     _, paper = profile_config("mnist", "paper")
-    assert (paper["outer"], paper["inner"], paper["batch_size"], paper["lr"]) == (40, 600, 100, 0.01)
+    schedule = (paper["outer"], paper["inner"], paper["batch_size"], paper["lr"])
+    assert schedule == (40, 600, 100, 0.01)
     assert paper["betas"] == [1e-4, 1e-3, 1e-2, 1e-1] and paper["seeds"] == 5
     assert paper["n_train_digits"] == 0  # every digit of the source
     with pytest.raises(ValueError, match="must be float"):
