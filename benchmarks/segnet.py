@@ -46,6 +46,7 @@ from torch.utils.data import Dataset
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train
 from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
+from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
 from naive import naive_loop
 from timing import clock, steady_rate
@@ -74,12 +75,10 @@ def naive_time(batch: SkyBatch, device: str, width: float, steps: int, inner: in
     reg = F1Regularizer(batch.big, features=model.f1_features,
                         hyper=F1Hyper(beta=1e-3)).to(device)
 
-    def iou(sky, truth):
-        return (sky & truth).sum() / (sky | truth).sum().clamp(min=1)
-
     def ious(logits, masks, big):
         sky, truth = logits.argmax(1) == 1, masks == 1
-        return {"iou": iou(sky, truth), "iou_big": iou(sky[big], truth[big])}
+        return {"iou": sky_iou(sky, truth)["iou_sky"],
+                "iou_big": sky_iou(sky[big], truth[big])["iou_sky"]}
 
     return naive_loop(PerSampleSky(batch), model, reg, device, steps, inner, BATCH,
                       Schedule().lr, ious)
