@@ -25,8 +25,8 @@ class F1Hyper:
     eta_gamma   dual step of the gamma table, paper variant (seed: 1e-3)
     rho         augmented-Lagrangian penalty, which is also the dual step size,
                 stable variant
-    center_momentum  momentum of the running feature mean that centres the
-                score, stable variant
+    center_momentum  momentum of the running feature mean and variance that
+                standardize the score, stable variant
     """
 
     beta: float = 1e-3

@@ -7,6 +7,7 @@ is added to the task loss. Its state:
     tau, lambda, gamma   one entry per positive, in tables indexed through the
                          dataset index (`slot[index]`)
     eps, mu, w (and b)   scalars / the LP's hyperplane over the F1 features
+    center, variance     running mean and variance of the features (stable variant)
     last_score           each example's latest score s = w.h (+ b), so that
                          `dual_step()` needs no extra pass over the data
 
@@ -35,6 +36,8 @@ from .lp import f1_score, hinge_f1_bound
 
 # the seed's LP has no bias; the stable variant adds one (S2)
 VARIANT_HAS_BIAS = {"paper": False, "stable": True}
+# added to the running variance of (S3) before its square root, as batch norm does
+VARIANCE_FLOOR = 1e-5
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -102,7 +105,9 @@ class F1Regularizer(nn.Module):
             raise ValueError(f"hyper must be an F1Hyper, got {type(self.hyper).__name__}")
         positive = torch.as_tensor(positive)
         if positive.dim() != 1 or positive.numel() == 0:
-            raise ValueError(f"positive must be a non-empty (N,) mask, got shape {tuple(positive.shape)}")
+            raise ValueError(
+                f"positive must be a non-empty (N,) mask, got shape {tuple(positive.shape)}"
+            )
         if positive.dtype != torch.bool:
             if not ((positive == 0) | (positive == 1)).all():
                 raise ValueError("positive must be boolean (or 0/1)")
@@ -125,6 +130,7 @@ class F1Regularizer(nn.Module):
         self.register_buffer("last_score", torch.zeros(self.num_examples))
         self.register_buffer("seen", torch.zeros(self.num_examples, dtype=torch.bool))
         self.register_buffer("center", torch.zeros(features))
+        self.register_buffer("variance", torch.ones(features))
 
         if self.variant == "paper":
             self.tau = nn.Parameter(torch.rand(n_pos))
@@ -172,12 +178,20 @@ class F1Regularizer(nn.Module):
     def _score(self, h: Tensor) -> Tensor:
         if self.variant == "paper":
             return h @ self.w
-        # (S3) Centre the features before the hyperplane: s = w.(h - c) + b,
-        # with c a running mean of h (momentum `center_momentum`). This is the
-        # same family of scorers (b absorbs w.c) but decouples w from b: on
-        # features offset from the origin the uncentred problem is badly
-        # conditioned and SGD oscillates instead of converging.
-        return (h - self.center) @ self.w + self.b
+        # (S3) Standardize the features before the hyperplane:
+        # s = w.((h - c) / sigma) + b, with c a running mean of h and sigma^2 a
+        # running mean of (h - c)^2 (momentum `center_momentum`). This is the
+        # same family of scorers (w absorbs 1/sigma, b absorbs w.c), but it
+        # decouples w from b and from the features' scale. On features offset
+        # from the origin the uncentred problem is badly conditioned, and SGD
+        # oscillates. On features of spread sigma, w's gradient grows with
+        # sigma, so a fixed step eta_w overshoots. A network's features have
+        # no fixed scale: on MNIST at beta = 0.1, centred only, they drifted to
+        # |h| ~ 500, and one step on w diverged the run.
+        return ((h - self.center) * self._inverse_spread()) @ self.w + self.b
+
+    def _inverse_spread(self) -> Tensor:
+        return (self.variance + VARIANCE_FLOOR).rsqrt()
 
     def check_labels(self, positive: Tensor, index: Tensor) -> None:
         """Raise ValueError unless every index is in range and labelled as in the table.
@@ -273,7 +287,10 @@ class F1Regularizer(nn.Module):
             self.last_score[index] = s.detach()
             self.seen[index] = True
             if self.variant == "stable" and self.training:
-                self.center.add_(h.mean(0) - self.center, alpha=self.hyper.center_momentum)
+                momentum = self.hyper.center_momentum
+                spread = (h - self.center).square().mean(0)
+                self.center.add_(h.mean(0) - self.center, alpha=momentum)
+                self.variance.add_(spread - self.variance, alpha=momentum)
         return out, value.detach()
 
     def _paper_lagrangian(self, s, pos, neg, slot) -> Tensor:
@@ -355,8 +372,10 @@ class F1Regularizer(nn.Module):
     def scorer(self) -> tuple[Tensor, Tensor, Tensor]:
         """(w, b, eps) in LP units: the learned scorer is f(h) = (w.h + b) / eps."""
         u = self.unit
-        b = self.b - self.center @ self.w if self.variant == "stable" else self.b
-        return self.w * u, b * u, self.eps * u
+        if self.variant == "paper":
+            return self.w * u, self.b * u, self.eps * u
+        w = self.w * self._inverse_spread()
+        return w * u, (self.b - self.center @ w) * u, self.eps * u
 
     @torch.no_grad()
     def diagnostics(self) -> dict[str, Tensor]:

@@ -7,6 +7,7 @@ import torch
 from f1lib import F1Hyper, F1Regularizer, FixedFeatures, Schedule, TensorData, train
 from f1lib.data.gaussians import gaussian_problem
 from f1lib.lp import hinge_f1_bound, solve_lp
+from f1lib.regularizer import VARIANCE_FLOOR
 
 # 5 examples, positives at dataset indices 0, 2, 3 (table slots 0, 1, 2)
 POSITIVE = torch.tensor([True, False, True, True, False])
@@ -30,10 +31,13 @@ def paper_regularizer():
     return reg
 
 
-def stable_regularizer():
+def stable_regularizer(spread: float = 1.0):
+    """The hand-worked stable state. The score is w (h - c) / spread + b: with
+    w = 2 spread it is the same score 2 (h - c) + b for every spread."""
     hyper = F1Hyper(beta=0.5, rho=2.0, center_momentum=0.5)
     reg = F1Regularizer(POSITIVE, features=1, variant="stable", hyper=hyper)
-    set_state(reg, tau=[1.2, 0.5, 1.5], eps=1.1, w=[2.0], b=-0.3, center=[0.1], mu=0.2,
+    set_state(reg, tau=[1.2, 0.5, 1.5], eps=1.1, w=[2.0 * spread], b=-0.3, center=[0.1],
+              variance=[spread ** 2 - VARIANCE_FLOOR], mu=0.2,
               lam=[0.4, 0.0, 1.0], gam=[0.0, 0.3, 0.5])
     return reg
 
@@ -77,10 +81,11 @@ def test_paper_dual_step_by_hand():
     assert float(reg.eps.detach()) == 0.0
 
 
-def test_stable_lagrangian_value_and_gradients_by_hand():
-    reg = stable_regularizer()
+@pytest.mark.parametrize("spread", [1.0, 4.0])
+def test_stable_lagrangian_value_and_gradients_by_hand(spread):
+    reg = stable_regularizer(spread)
     out, grad_h = forward(reg)
-    # s = w (h - c) + b = [0.1, -0.9, -0.3, 0.7]; N/B = 1.25; |I+| = 3; rho = 2
+    # s = w (h - c) / spread + b = [0.1, -0.9, -0.3, 0.7]; N/B = 1.25; |I+| = 3; rho = 2
     # psi(c, m) = (relu(m + 2c)^2 - m^2) / 4
     # L = eps + 1.25/3 (0.2 + 0.8) + mu g + g^2 (g = 3.2/3 - 1)
     #     + 1.25/3 [psi(0.4, 0) + psi(-0.6, 0.3) + psi(0.5, 0.4) + psi(0.1, 0)]
@@ -90,8 +95,9 @@ def test_stable_lagrangian_value_and_gradients_by_hand():
     assert float(out.detach()) == pytest.approx(0.5 * expected, abs=1e-6)  # value: beta x L
     # the LP's variables take the unscaled gradient of L ...
     assert float(reg.eps.grad) == pytest.approx(1 + 1.25 / 3 * (2 - 0.2), abs=1e-6)
-    assert reg.w.grad.tolist() == pytest.approx([1.25 / 3 * (-0.3 - (0.8 * 0.2 + 1.4 * 0.5))],
-                                                abs=1e-6)
+    # ds/dw = (h - c) / spread
+    assert reg.w.grad.tolist() == pytest.approx(
+        [1.25 / 3 * (-0.3 - (0.8 * 0.2 + 1.4 * 0.5)) / spread], abs=1e-6)
     assert float(reg.b.grad) == pytest.approx(1.25 / 3 * (2 - 2.2), abs=1e-6)
     # ... tau's preconditioned by |I+| / (N/B) = 2.4
     shared = (0.2 + 2 * g) / 3
@@ -101,8 +107,12 @@ def test_stable_lagrangian_value_and_gradients_by_hand():
     k = 1.25 / 3
     assert grad_h.tolist() == pytest.approx(
         [0.5 * 2 * -0.8 * k, 0.5 * 2 * k, 0.5 * 2 * k, 0.5 * 2 * -1.4 * k], abs=1e-6)
-    # the running centre moved halfway to the batch mean 0.2
+    # the running centre moved halfway to the batch mean 0.2, and the running
+    # variance halfway to the batch's mean square about the old centre,
+    # ((0.2)^2 + (0.3)^2 + 0 + (0.5)^2) / 4 = 0.095
     assert float(reg.center) == pytest.approx(0.15, abs=1e-6)
+    assert float(reg.variance) == pytest.approx(
+        0.5 * (spread ** 2 - VARIANCE_FLOOR) + 0.5 * 0.095, abs=1e-6)
 
 
 def test_stable_dual_step_and_projection_by_hand():
@@ -117,8 +127,9 @@ def test_stable_dual_step_and_projection_by_hand():
     assert float(reg.eps.detach()) == 1.0  # eps >= 1/|I+| in LP units
 
 
-def test_stable_scorer_in_lp_units():
-    reg = stable_regularizer()
+@pytest.mark.parametrize("spread", [1.0, 4.0])
+def test_stable_scorer_in_lp_units(spread):
+    reg = stable_regularizer(spread)
     w, b, eps = reg.scorer()
     h = torch.tensor([[0.3], [-1.0]])
     internal = (h.squeeze(1) - 0.1) * 2.0 - 0.3
@@ -178,8 +189,9 @@ def test_bad_input_raises_value_error():
         reg(torch.tensor(H), BATCH_POSITIVE.float(), INDEX)
 
 
-def learned_gap(variant, separation, offset, outer=20, inner=100):
+def learned_gap(variant, separation, offset, outer=20, inner=100, scale=1.0):
     x, positive = gaussian_problem(separation=separation, offset=offset, seed=0)
+    x = x * scale
     torch.manual_seed(0)
     reg = F1Regularizer(positive, features=2, variant=variant, hyper=F1Hyper(beta=1.0))
     train(FixedFeatures(), TensorData(x.float(), None, positive), reg,
@@ -198,3 +210,13 @@ def test_stable_variant_reaches_the_lp_bound_on_a_separable_problem(offset):
 
 def test_stable_variant_reaches_the_lp_bound_on_overlapping_classes():
     assert learned_gap("stable", separation=1.5, offset=5.0) >= 0.95
+
+
+@pytest.mark.parametrize("scale", [1e-2, 1e2])
+def test_stable_variant_reaches_the_lp_bound_whatever_the_features_scale(scale):
+    # The LP's bound does not change when the features are scaled (w absorbs
+    # the scale), but a fixed SGD step on w does: on features of spread 100 its
+    # steps overshoot a thousandfold, on spread 0.01 w must grow 100x. The
+    # standardised score (S3) makes the steps independent of the spread, as a
+    # network's F1 features are: on MNIST at beta = 0.1 they drift to |h| ~ 500.
+    assert learned_gap("stable", separation=1.5, offset=5.0, scale=scale) >= 0.95
