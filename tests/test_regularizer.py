@@ -215,8 +215,10 @@ def test_stable_variant_reaches_the_lp_bound_on_overlapping_classes():
 @pytest.mark.parametrize("scale", [1e-2, 1e2])
 def test_stable_variant_reaches_the_lp_bound_whatever_the_features_scale(scale):
     # The LP's bound does not change when the features are scaled (w absorbs
-    # the scale), but a fixed SGD step on w does: on features of spread 100 its
-    # steps overshoot a thousandfold, on spread 0.01 w must grow 100x. The
-    # standardised score (S3) makes the steps independent of the spread, as a
-    # network's F1 features are: on MNIST at beta = 0.1 they drift to |h| ~ 500.
+    # the scale), but what a fixed SGD step on w does changes: the curvature in
+    # w grows with the spread squared (1e4 times at spread 100, where the
+    # centred-only score diverged), and at spread 0.01 w must grow 100x. The
+    # standardized score (S3) makes the steps independent of the spread, which a
+    # network's F1 features do not hold fixed: on MNIST at beta = 0.1 they
+    # drifted to |h| ~ 500.
     assert learned_gap("stable", separation=1.5, offset=5.0, scale=scale) >= 0.95
