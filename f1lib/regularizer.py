@@ -285,7 +285,9 @@ class F1Regularizer(nn.Module):
             out = value + (beta - 1.0) * value.detach()
         with torch.no_grad():
             self.last_score[index] = s.detach()
-            self.seen[index] = True
+            # index_fill_ takes True as a kernel argument; `seen[index] = True` would
+            # copy a host scalar to the device, which a CUDA graph cannot capture
+            self.seen.index_fill_(0, index, True)
             if self.variant == "stable" and self.training:
                 momentum = self.hyper.center_momentum
                 spread = (h - self.center).square().mean(0)

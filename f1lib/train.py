@@ -419,7 +419,7 @@ def train_runs(
         for run, saved in zip(runs, state["runs_state"]):
             run.load_state_dict(saved)
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())  # map_location moved it with the rest
         histories, start = state["histories"], state["outer"]
         elapsed_before = state.get("elapsed_s", 0.0)
         failed = {r: NonFiniteError(message, histories[r], outer)

@@ -1,0 +1,122 @@
+"""The inner step makes no host round trip: checked on the CPU, for CI.
+
+A step captured as a CUDA graph (f1lib.train.CapturedStep) may not read a value
+back to the host (.item(), bool(), the nonzero behind a boolean mask) nor copy
+host data in (a Python scalar written through advanced indexing, a torch.tensor
+built inside the step). tests/test_cuda.py checks this on a GPU, which CI lacks:
+the first GPU session found `seen[index] = True` that way, in every captured
+test at once. Here every ATen op of the step is recorded on the CPU, and the
+ones that would make such a round trip on CUDA are rejected.
+"""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, batch_order
+from f1lib.models import SegNet
+from f1lib.train import RunLoss, make_batched_step, make_step
+
+from test_train import TwoHeads, toy_data
+
+aten = torch.ops.aten
+
+# ops whose output depends on values the host must read first
+READS_BACK = {aten._local_scalar_dense, aten.nonzero, aten.masked_select, aten.is_nonzero,
+              aten._unique2, aten.unique_dim, aten.unique_consecutive, aten.equal}
+INDEXING = {aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_}
+
+
+class HostRoundTrips(TorchDispatchMode):
+    """Records, by name, every op that reads back to or copies from the host on CUDA."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func.overloadpacket
+        name = str(func)
+        if packet in READS_BACK:
+            self.found.append(f"{name}: reads a value back")
+        elif packet in (aten.lift_fresh, aten.lift_fresh_copy):
+            self.found.append(f"{name}: a tensor made from host data")
+        elif packet in INDEXING:
+            indices = args[1]
+            if any(i is not None and i.dtype == torch.bool for i in indices):
+                self.found.append(f"{name}: a boolean mask (its nonzero reads back)")
+            # a Python scalar written through advanced indexing arrives as a 0-dim
+            # tensor, made on the host even when the target is on CUDA
+            if packet is not aten.index and args[2].dim() == 0:
+                self.found.append(f"{name}: writes a 0-dim (host) value")
+        return func(*args, **kwargs)
+
+
+def round_trips(fn, *args) -> list[str]:
+    with HostRoundTrips() as mode:
+        fn(*args)
+    return mode.found
+
+
+def test_the_recorder_catches_each_kind_of_round_trip():
+    x, mask, idx = torch.zeros(6), torch.tensor([True, False] * 3), torch.tensor([0, 2])
+
+    def scalar_write():
+        x[idx] = True
+
+    found = [round_trips(lambda: x.sum().item()), round_trips(lambda: x[mask]),
+             round_trips(scalar_write), round_trips(lambda: x.nonzero()),
+             round_trips(lambda: x.index_fill_(0, idx, 1.0)), round_trips(lambda: x[idx] * 2)]
+    assert [bool(f) for f in found] == [True, True, True, True, False, False]
+
+
+def single_step(variant):
+    torch.manual_seed(0)
+    data = toy_data()
+    model = TwoHeads()
+    reg = F1Regularizer(data.positive, variant=variant, hyper=F1Hyper(beta=0.1))
+    optimizer = torch.optim.SGD([{"params": list(model.parameters()), "lr": 0.01},
+                                 *reg.param_groups()])
+    return make_step(model, data, reg, optimizer, torch.nn.functional.cross_entropy), reg, data
+
+
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+def test_the_inner_step_and_the_dual_step_make_no_host_round_trip(variant):
+    step, reg, data = single_step(variant)
+    order = batch_order(0, 0, 3, 16, len(data))
+    step(order[0])  # the first call may set things up lazily, as on CUDA
+    assert round_trips(lambda: [step(idx) for idx in order[1:]]) == []
+    assert round_trips(reg.dual_step) == []
+
+
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+def test_the_run_batched_inner_step_makes_no_host_round_trip(variant):
+    data = toy_data()
+    runs = []
+    for beta in (0.1, 0.01, 0.001):
+        torch.manual_seed(0)
+        reg = F1Regularizer(data.positive, variant=variant, hyper=F1Hyper(beta=beta))
+        runs.append(RunLoss(TwoHeads(), reg, data, torch.nn.functional.cross_entropy))
+    step, _ = make_batched_step(runs, Schedule(lr=0.01))
+    order = torch.stack([batch_order(seed, 0, 3, 16, len(data)) for seed in range(3)], dim=1)
+    step(order[0])
+    assert round_trips(lambda: [step(idx) for idx in order[1:]]) == []
+    assert round_trips(lambda: [run.regularizer.dual_step() for run in runs]) == []
+
+
+def test_the_segnet_step_in_bf16_and_channels_last_makes_no_host_round_trip():
+    torch.manual_seed(0)
+    images = torch.rand(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    masks = torch.rand(8, 32, 32) < 0.3
+    positive = masks.flatten(1).float().mean(1) > 0.3
+    positive[0] = True
+    data = TensorData(images, masks.long(), positive)
+    model = SegNet(width=0.125).to(memory_format=torch.channels_last)
+    reg = F1Regularizer(data.positive, features=model.f1_features, hyper=F1Hyper(beta=1e-3))
+    optimizer = torch.optim.SGD([{"params": list(model.parameters()), "lr": 0.01},
+                                 *reg.param_groups()])
+    step = make_step(model, data, reg, optimizer, torch.nn.functional.cross_entropy, bf16=True)
+    order = batch_order(0, 0, 3, 4, len(data))
+    step(order[0])
+    assert round_trips(lambda: [step(idx) for idx in order[1:]]) == []
