@@ -27,7 +27,8 @@
 # own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
 # are the runs that did finish: unpacked here and named in a later session's `carry`,
 # they are not trained again. Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one),
-# JOBS (4), LIMIT_S (570), BENCH (1; 0 skips step 2), PY (python3), SET (notebook parameters,
+# JOBS (4), LIMIT_S (570), BENCH (1: both benchmarks; 0: none; or
+# the names of those to run, e.g. segnet), PY (python3), SET (notebook parameters,
 # NAME=VALUE ..., passed to f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
 #   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
@@ -55,6 +56,14 @@ if [ -d .device ] && ls .device/*.whl >/dev/null 2>&1; then
     gunzip -kf .device/MNIST/raw/*.gz || exit 1
     export F1LIB_DATA=$PWD/.device
 fi
+case $BENCH in 1) benches="smnist segnet" ;; 0) benches="" ;; *) benches=$BENCH ;; esac
+for name in $benches; do
+    if [[ " smnist segnet " != *" $name "* ]]; then
+        echo "cannot start: BENCH names no benchmark '$name' (smnist, segnet; 1 for both," \
+             "0 for none)" | tee -a "$OUT/device.log" >&2
+        exit 2
+    fi
+done
 # fail in seconds, not after the CUDA tests, when what the notebooks need did not travel
 if ! missing=$($py -c "import papermill, pytest" 2>&1); then
     echo "cannot start: ${missing##*$'\n'}; was .device set up (bash benchmarks/device_setup.sh)" \
@@ -118,10 +127,12 @@ bench() {  # NAME SECONDS_IT_NEEDS ARGS...
     echo $code > "$state/bench_$name"
     say "benchmarks/$name.py: exit $code$([ $code = 124 ] && echo ", stopped after $cap s")"
 }
-if [ "$BENCH" = 1 ]; then
-    bench smnist 90 --outer 1 --repeats 2
-    bench segnet 60 --repeats 2
-fi
+for name in $benches; do
+    case $name in  # seconds: smnist.py took 120 on an H200 (benchmarks/runs/2026-11-27-h200)
+        smnist) bench smnist 120 --outer 1 --repeats 2 ;;
+        segnet) bench segnet 60 --repeats 2 ;;
+    esac
+done
 
 # 3. the notebooks not yet finished, stopped in time for the tarball
 todo=()

@@ -184,7 +184,7 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
 
 def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
         tmp_path):
-    # 100 s: too little for smnist.py's estimated 90 s and a margin; segnet.py's 60 s fit
+    # 100 s: too little for smnist.py's estimated 120 s and a margin; segnet.py's 60 s fit
     first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="100")
     assert [call[0] for call in first if call[0].startswith("benchmarks")] == \
         ["benchmarks/segnet.py"]
@@ -219,3 +219,16 @@ def test_segnet_benchmark_full_float32_row_restores_pytorch_defaults(monkeypatch
         assert not backends.cudnn.allow_tf32 and not backends.cuda.matmul.allow_tf32
         raise KeyboardInterrupt  # an interrupted timing too
     assert (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32) == defaults
+
+
+def test_device_script_runs_only_the_benchmarks_that_bench_names(tmp_path):
+    calls = stand_in_device(tmp_path, BENCH="segnet")
+    assert [call[0] for call in calls if call[0].startswith("benchmarks")] == \
+        ["benchmarks/segnet.py"]
+
+
+def test_device_script_refuses_a_benchmark_it_does_not_know_before_the_cuda_tests(tmp_path):
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        stand_in_device(tmp_path, BENCH="segnet smnst")
+    assert failed.value.returncode == 2 and not (tmp_path / "calls").exists()
+    assert "no benchmark 'smnst'" in (tmp_path / "out" / "device.log").read_text()
