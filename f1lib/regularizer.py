@@ -285,9 +285,10 @@ class F1Regularizer(nn.Module):
             out = value + (beta - 1.0) * value.detach()
         with torch.no_grad():
             self.last_score[index] = s.detach()
-            # index_fill_ takes True as a kernel argument; `seen[index] = True` would
-            # copy a host scalar to the device, which a CUDA graph cannot capture
-            self.seen.index_fill_(0, index, True)
+            # the value as a device tensor: `seen[index] = True` copies a host scalar to
+            # the device, which a CUDA graph cannot capture, and index_fill_ loops over
+            # the runs under vmap (one kernel per run)
+            self.seen[index] = torch.ones_like(index, dtype=torch.bool)
             if self.variant == "stable" and self.training:
                 momentum = self.hyper.center_momentum
                 spread = (h - self.center).square().mean(0)

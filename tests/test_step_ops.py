@@ -1,12 +1,16 @@
-"""The inner step makes no host round trip: checked on the CPU, for CI.
+"""The inner step's ATen ops, recorded on the CPU for CI, which has no GPU.
 
-A step captured as a CUDA graph (f1lib.train.CapturedStep) may not read a value
-back to the host (.item(), bool(), the nonzero behind a boolean mask) nor copy
-host data in (a Python scalar written through advanced indexing, a torch.tensor
-built inside the step). tests/test_cuda.py checks this on a GPU, which CI lacks:
-the first GPU session found `seen[index] = True` that way, in every captured
-test at once. Here every ATen op of the step is recorded on the CPU, and the
-ones that would make such a round trip on CUDA are rejected.
+No host round trip: a step captured as a CUDA graph (f1lib.train.CapturedStep)
+may not read a value back to the host (.item(), bool(), the nonzero behind a
+boolean mask) nor copy host data in (a Python scalar written through advanced
+indexing, a torch.tensor built inside the step). tests/test_cuda.py checks this
+on a GPU: the first GPU session found `seen[index] = True` that way, in every
+captured test at once. Here the ops that would make such a round trip on CUDA
+are rejected.
+
+No per-run loop: the run-batched step must dispatch as many ops for many runs as
+for two. An op without a vmap batching rule for its arguments runs once per run
+(index_fill_ with a batched index did), which on a GPU is a kernel per run.
 """
 
 import pytest
@@ -28,16 +32,19 @@ INDEXING = {aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_}
 
 
 class HostRoundTrips(TorchDispatchMode):
-    """Records, by name, every op that reads back to or copies from the host on CUDA."""
+    """Records, by name, every op that reads back to or copies from the host on CUDA,
+    and counts every op."""
 
     def __init__(self):
         super().__init__()
         self.found: list[str] = []
+        self.count = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         packet = func.overloadpacket
         name = str(func)
+        self.count += 1
         if packet in READS_BACK:
             self.found.append(f"{name}: reads a value back")
         elif packet in (aten.lift_fresh, aten.lift_fresh_copy):
@@ -90,19 +97,36 @@ def test_the_inner_step_and_the_dual_step_make_no_host_round_trip(variant):
     assert round_trips(reg.dual_step) == []
 
 
-@pytest.mark.parametrize("variant", ["paper", "stable"])
-def test_the_run_batched_inner_step_makes_no_host_round_trip(variant):
+def batched_step(variant, count):
+    """(step, runs, minibatch order) of `count` runs of the toy problem trained together."""
     data = toy_data()
     runs = []
-    for beta in (0.1, 0.01, 0.001):
+    for r in range(count):
         torch.manual_seed(0)
-        reg = F1Regularizer(data.positive, variant=variant, hyper=F1Hyper(beta=beta))
+        reg = F1Regularizer(data.positive, variant=variant, hyper=F1Hyper(beta=10.0 ** -(r + 1)))
         runs.append(RunLoss(TwoHeads(), reg, data, torch.nn.functional.cross_entropy))
     step, _ = make_batched_step(runs, Schedule(lr=0.01))
-    order = torch.stack([batch_order(seed, 0, 3, 16, len(data)) for seed in range(3)], dim=1)
-    step(order[0])
+    order = torch.stack([batch_order(seed, 0, 3, 16, len(data)) for seed in range(count)], dim=1)
+    step(order[0])  # the first call may set things up lazily, as on CUDA
+    return step, runs, order
+
+
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+def test_the_run_batched_inner_step_makes_no_host_round_trip(variant):
+    step, runs, order = batched_step(variant, 3)
     assert round_trips(lambda: [step(idx) for idx in order[1:]]) == []
     assert round_trips(lambda: [run.regularizer.dual_step() for run in runs]) == []
+
+
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+def test_the_run_batched_inner_step_dispatches_as_many_ops_for_six_runs_as_for_two(variant):
+    counts = []
+    for count in (2, 6):
+        step, _, order = batched_step(variant, count)
+        with HostRoundTrips() as mode:
+            step(order[1])
+        counts.append(mode.count)
+    assert counts[0] == counts[1] > 0
 
 
 def test_the_segnet_step_in_bf16_and_channels_last_makes_no_host_round_trip():
