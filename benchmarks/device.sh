@@ -26,10 +26,11 @@
 # The tracked files are sent afresh with every call, so a call's tarball holds only its
 # own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
 # are the runs that did finish: unpacked here and named in a later session's `carry`,
-# they are not trained again. Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one),
-# JOBS (4), LIMIT_S (570), BENCH (1: both benchmarks; 0: none; or
-# the names of those to run, e.g. segnet), PY (python3), SET (notebook parameters,
-# NAME=VALUE ..., passed to f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
+# they are not trained again unless f1lib's source changed. Settings: PROFILE (paper),
+# NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: both
+# benchmarks; 0: none; or the names of those to run, e.g. segnet), PY (python3), SET
+# (notebook parameters, NAME=VALUE ..., passed to f1lib.reproduce --set; for rehearsals,
+# see benchmarks/RESULTS.md).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
 #   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
 set -uo pipefail

@@ -143,7 +143,8 @@ def _as_tensors(scores, positive):
         s = s.double()
     pos = torch.as_tensor(positive, device=s.device)
     if s.shape != pos.shape or s.dim() != 1:
-        raise ValueError(f"scores and positive must both be (N,); got {tuple(s.shape)}, {tuple(pos.shape)}")
+        raise ValueError(f"scores and positive must both be (N,); got {tuple(s.shape)}, "
+                         f"{tuple(pos.shape)}")
     return s, pos.bool()
 
 

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 
-def accuracy_by_group(logits: Tensor, targets: Tensor, groups: dict[str, Tensor]) -> dict[str, Tensor]:
+def accuracy_by_group(logits: Tensor, targets: Tensor,
+                      groups: dict[str, Tensor]) -> dict[str, Tensor]:
     """Top-1 accuracy overall ("acc") and within each group ("acc_<name>").
 
     logits: (N, C); targets: (N,) class indices; groups: name -> (N,) bool mask.

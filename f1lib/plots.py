@@ -41,7 +41,8 @@ def lp_bound_figure(history: pd.DataFrame, reference: pd.DataFrame):
             band(row[1], frame, "outer", "violation", variant, color)
             band(row[2], frame, "outer", "true_f1", variant, color)
         row[0].axhline(ref["lp_bound_bias"], color="k", ls="--", lw=1, label="LP with bias")
-        row[0].axhline(ref["lp_bound_no_bias"], color="k", ls=":", lw=1, label="LP (5)-(9), no bias")
+        row[0].axhline(ref["lp_bound_no_bias"], color="k", ls=":", lw=1,
+                       label="LP (5)-(9), no bias")
         row[2].axhline(ref["lp_true_f1_bias"], color="0.5", ls="--", lw=1,
                        label="true F1 of the LP's scorer")
         row[0].set_ylim(-0.02, 1.02)

@@ -16,10 +16,14 @@ seed and beta only train together (`train_together`, through
 f1lib.train.train_runs). `run_study` keeps every finished run and the
 checkpoint of the batch in progress in a folder, written every
 CHECKPOINT_INTERVAL_S, so an interrupted study resumes close to where it stopped.
+Those files are keyed on f1lib's source too (`library_fingerprint`): a run that
+older code finished is trained again, so that a figure never mixes two versions
+of the method under one commit in its provenance.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
@@ -38,6 +42,7 @@ from .stats import format_ci, mean_ci
 from .train import NonFiniteError, TensorData, checkpoint_elapsed, train_runs
 
 METHODS = ("baseline", "paper", "stable")
+PACKAGE = Path(__file__).parent
 # seconds between checkpoints of a batch in progress: writing one (118 MB for SegNet, 205 MB
 # for 25 stacked MLP runs, some 0.2-0.5 s) every outer loop would cost about as much as a GPU
 # takes for the outer loop's 600 steps; an interruption loses up to this long and an outer loop
@@ -145,6 +150,16 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
     return [tagged_rows(run_tag(run), result, wall) for run, result in zip(runs, results)], models
 
 
+@functools.cache
+def library_fingerprint(package: Path = PACKAGE) -> str:
+    """A hash of the package's Python source (every module's path and bytes)."""
+    digest = hashlib.sha1()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[list[dict]]],
               work_dir: Path, setting: object, together: bool = True) -> pd.DataFrame:
     """Every run's history rows, one per run and outer loop, in the order of `runs`.
@@ -153,7 +168,8 @@ def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[lis
     (checkpointing to that file) and returns each run's tagged rows; with
     `together=False` it gets one run at a time. `setting` (JSON-able:
     schedule, data size, ...) joins each run in the key of its files, so that
-    other settings never reuse them. Every finished run is kept in its own
+    other settings never reuse them; so does f1lib's source (`library_fingerprint`),
+    so that other code never reuses them either. Every finished run is kept in its own
     file: an interrupted study resumes where it stopped. Delete `work_dir`
     once the results are saved.
     """
@@ -161,7 +177,8 @@ def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[lis
     work_dir.mkdir(parents=True, exist_ok=True)
 
     def key(items: object) -> str:
-        return hashlib.sha1(json.dumps([items, setting], sort_keys=True).encode()).hexdigest()[:16]
+        text = json.dumps([items, setting, library_fingerprint()], sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     done = {run: work_dir / f"{key(asdict(run))}.json" for run in runs}
     groups: dict[object, list[Run]] = {}

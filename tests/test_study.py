@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,12 @@ import torch
 
 from f1lib import Schedule, SharedHeadMLP, TensorData
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.study import (Run, batch_key, interval_text, paired_differences, points_text,
-                         run_matrix, run_study, run_tag, summarize, tagged_rows, train_together)
+from f1lib.study import (PACKAGE, Run, batch_key, interval_text, library_fingerprint,
+                         paired_differences, points_text, run_matrix, run_study, run_tag,
+                         summarize, tagged_rows, train_together)
 from f1lib.train import NonFiniteError
+
+study_module = importlib.import_module("f1lib.study")
 
 
 def test_the_run_matrix_and_its_labels():
@@ -100,6 +104,30 @@ def test_runs_of_one_batch_key_train_together_and_only_unfinished_ones_again(tmp
     calls.clear()
     run_study(runs, fake_batch, tmp_path, setting="other")
     assert sum(len(c) for c in calls) == len(runs)
+
+
+def test_the_library_fingerprint_follows_the_source(tmp_path):
+    copy = shutil.copytree(PACKAGE, tmp_path / "f1lib",
+                           ignore=shutil.ignore_patterns("__pycache__"))
+    assert library_fingerprint(copy) == library_fingerprint()
+    (copy / "regularizer.py").write_text((copy / "regularizer.py").read_text() + "\n# edited\n")
+    assert library_fingerprint.__wrapped__(copy) != library_fingerprint()
+
+
+def test_runs_that_other_code_finished_train_again(tmp_path, monkeypatch):
+    runs = run_matrix(["stable"], [1e-3], seeds=2)
+    calls = []
+
+    def fake_batch(batch, checkpoint):
+        calls.append(len(batch))
+        return [[{"outer": 1}] for _ in batch]
+
+    run_study(runs, fake_batch, tmp_path, setting="s")
+    run_study(runs, fake_batch, tmp_path, setting="s")
+    assert calls == [len(runs)]  # the same code reuses every run
+    monkeypatch.setattr(study_module, "library_fingerprint", lambda: "other code")
+    run_study(runs, fake_batch, tmp_path, setting="s")
+    assert calls == [len(runs), len(runs)]
 
 
 def test_one_at_a_time_when_asked(tmp_path):

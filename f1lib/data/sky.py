@@ -95,7 +95,8 @@ class CocoStuffSky:
         threshold: sky fraction from which an image is "big".
     """
 
-    def __init__(self, annotation_file: str | os.PathLike, image_dir: str | os.PathLike | None = None,
+    def __init__(self, annotation_file: str | os.PathLike,
+                 image_dir: str | os.PathLike | None = None,
                  selection: str = "any", size: tuple[int, int] = COCO_SIZE,
                  threshold: float = BIG_THRESHOLD):
         annotation_file = Path(annotation_file)
@@ -165,7 +166,8 @@ class CocoStuffSky:
     def batch(self, indices) -> SkyBatch:
         """Images and masks resized to `size`; fractions from the full-resolution masks."""
         if self.image_dir is None:
-            raise ValueError("CocoStuffSky.batch needs image_dir (the train2017/ or val2017/ folder)")
+            raise ValueError(
+                "CocoStuffSky.batch needs image_dir (the train2017/ or val2017/ folder)")
         from PIL import Image
 
         index = _check_indices(indices, len(self))
@@ -193,7 +195,8 @@ PALETTES = {
     "day": ((0.20, 0.40, 0.80), (0.66, 0.80, 0.95), (1.00, 0.97, 0.85), (0.97, 0.97, 0.98), 0.6),
     "dawn": ((0.35, 0.45, 0.75), (0.98, 0.72, 0.52), (1.00, 0.85, 0.60), (1.00, 0.80, 0.70), 0.9),
     "dusk": ((0.14, 0.14, 0.40), (0.95, 0.47, 0.35), (1.00, 0.60, 0.30), (0.85, 0.55, 0.55), 0.9),
-    "overcast": ((0.58, 0.60, 0.65), (0.80, 0.80, 0.82), (0.95, 0.95, 0.95), (0.72, 0.73, 0.76), 0.1),
+    "overcast": ((0.58, 0.60, 0.65), (0.80, 0.80, 0.82), (0.95, 0.95, 0.95),
+                 (0.72, 0.73, 0.76), 0.1),
     "night": ((0.02, 0.03, 0.10), (0.10, 0.13, 0.27), (0.85, 0.88, 0.95), (0.16, 0.16, 0.22), 0.3),
 }
 GROUND_TINTS = (  # grass, earth, rock, sand, snow (a bright hard negative)
@@ -449,8 +452,9 @@ class ProceduralSky:
         # horizon objects: distant ridges fade into the horizon's colour, a
         # skyline may be a sky-blue wall, tree crowns are dark green
         haze = (hor * 0.55 + torch.tensor([0.35, 0.40, 0.50]) * 0.45)
+        grey_wall = torch.tensor([0.55, 0.52, 0.50]) * (0.6 + 0.6 * u[:, U["wall_grey"], None])
         wall = torch.where((u[:, U["blue_wall"]] < 0.35)[:, None], torch.tensor(BLUE_WALL),
-                           torch.tensor([0.55, 0.52, 0.50]) * (0.6 + 0.6 * u[:, U["wall_grey"], None]))
+                           grey_wall)
         dark = torch.tensor([0.10, 0.24, 0.10])
         colour = torch.stack([haze, wall, dark.expand(b, 3), haze], dim=1)[torch.arange(b),
                                                                             scenes.kind]
