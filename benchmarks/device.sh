@@ -6,7 +6,7 @@
 #
 #   1. the CUDA tests (captured steps against eager); if those of capture fail, the
 #      notebooks run with cuda_graph=False, and device.log says so
-#   2. the benchmarks (smnist.py, segnet.py), once each, on the GPU alone
+#   2. the benchmarks (smnist.py, segnet.py, smnist.py --profile), once each, on the GPU alone
 #   3. the paper profile's notebooks, all at once (python -m f1lib.reproduce --only the
 #      unfinished ones); their runs' checkpoints in .cache/ outlive a call on the warm
 #      machine, so the second call resumes them
@@ -27,10 +27,10 @@
 # own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
 # are the runs that did finish: unpacked here and named in a later session's `carry`,
 # they are not trained again unless f1lib's source changed. Settings: PROFILE (paper),
-# NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: both
-# benchmarks; 0: none; or the names of those to run, e.g. segnet), PY (python3), SET
-# (notebook parameters, NAME=VALUE ..., passed to f1lib.reproduce --set; for rehearsals,
-# see benchmarks/RESULTS.md).
+# NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: every
+# benchmark; 0: none; or the names of those to run, of smnist, segnet and profile), PY
+# (python3), SET (notebook parameters, NAME=VALUE ..., passed to f1lib.reproduce --set; for
+# rehearsals, see benchmarks/RESULTS.md).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
 #   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
 set -uo pipefail
@@ -57,10 +57,11 @@ if [ -d .device ] && ls .device/*.whl >/dev/null 2>&1; then
     gunzip -kf .device/MNIST/raw/*.gz || exit 1
     export F1LIB_DATA=$PWD/.device
 fi
-case $BENCH in 1) benches="smnist segnet" ;; 0) benches="" ;; *) benches=$BENCH ;; esac
+every="smnist segnet profile"
+case $BENCH in 1) benches=$every ;; 0) benches="" ;; *) benches=$BENCH ;; esac
 for name in $benches; do
-    if [[ " smnist segnet " != *" $name "* ]]; then
-        echo "cannot start: BENCH names no benchmark '$name' (smnist, segnet; 1 for both," \
+    if [[ " $every " != *" $name "* ]]; then
+        echo "cannot start: BENCH names no benchmark '$name' ($every; 1 for all," \
              "0 for none)" | tee -a "$OUT/device.log" >&2
         exit 2
     fi
@@ -113,25 +114,29 @@ fi
 # 2. the benchmarks, first: they are issue 7's measure and take about two minutes, which a
 # book that outlasts the session would otherwise leave them without; and they want the GPU
 # to themselves. Each runs once, whatever its outcome, for at most 3x its estimate (H100)
-bench() {  # NAME SECONDS_IT_NEEDS ARGS...
-    local name=$1 need=$2 code
-    shift 2
+bench() {  # NAME SCRIPT SECONDS_IT_NEEDS ARGS...
+    local name=$1 what="benchmarks/$2.py" need=$3 code
+    local script=$what
+    shift 3
+    [ "$name" != "$(basename "$script" .py)" ] && what="$what ($name)"
     [ -e "$state/bench_$name" ] && return 0
     if [ "$(left)" -lt $(( need + 30 )) ]; then
-        say "benchmarks/$name.py waits: $(left) s left, it needs about $need"
+        say "$what waits: $(left) s left, it needs about $need"
         return 0
     fi
     local cap=$(( $(left) - 30 < 3 * need ? $(left) - 30 : 3 * need ))
-    echo "== benchmarks/$name.py $*" >> "$OUT/bench.log"
-    timeout $cap $py "benchmarks/$name.py" "$@" >> "$OUT/bench.log" 2>&1
+    echo "== $script $*" >> "$OUT/bench.log"
+    timeout $cap $py "$script" "$@" >> "$OUT/bench.log" 2>&1
     code=$?
     echo $code > "$state/bench_$name"
-    say "benchmarks/$name.py: exit $code$([ $code = 124 ] && echo ", stopped after $cap s")"
+    say "$what: exit $code$([ $code = 124 ] && echo ", stopped after $cap s")"
 }
 for name in $benches; do
     case $name in  # seconds: smnist.py took 120 on an H200 (benchmarks/runs/2026-11-27-h200)
-        smnist) bench smnist 120 --outer 1 --repeats 2 ;;
-        segnet) bench segnet 60 --repeats 2 ;;
+        smnist) bench smnist smnist 120 --outer 1 --repeats 2 ;;
+        segnet) bench segnet segnet 60 --repeats 2 ;;
+        # where the 40-run step's time goes: torch.profiler, eager and as a graph (estimate)
+        profile) bench profile smnist 60 --profile 30 --outer 1 ;;
     esac
 done
 

@@ -27,11 +27,18 @@ measured, so which digits does not matter.
 
     python benchmarks/smnist.py                      # CUDA when there is one
     python benchmarks/smnist.py --device cpu --steps 20 --inner 10 --runs 3
+    python benchmarks/smnist.py --profile 25 --outer 1   # where a batched step's time goes
+
+--profile ROWS replaces the timings with torch.profiler's view of one training
+of --runs runs for --outer outer loops, eager and (on CUDA) as a CUDA graph: the
+device's busy time per step (the sum of its kernels' times; the CPU's own op time
+without a GPU), and the ROWS ops with the most of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 
 import torch
@@ -88,18 +95,20 @@ def naive_time(digits, labels, device: str, steps: int, inner: int, variant: str
 
 
 def f1lib_time(data: TensorData, device: str, runs: int, outer: int, inner: int,
-               variant: str, graph: bool) -> float:
-    """Seconds for `runs` runs of outer x inner steps trained together."""
+               variant: str, graph: bool, around=None) -> float:
+    """Seconds for `runs` runs of outer x inner steps trained together (inside the
+    context manager `around`, if given: the models' set-up stays outside)."""
     models, regs = [], []
     for r in range(runs):
         torch.manual_seed(r)
         models.append(SharedHeadMLP().to(device))
         regs.append(F1Regularizer(data.positive, features=1, variant=variant,
                                   hyper=F1Hyper(beta=BETAS[r % len(BETAS)])).to(device))
-    start = clock(device)
-    train_runs(models, data, regs, seeds=list(range(runs)), graph=graph, progress=False,
-               schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH))
-    return clock(device) - start
+    with around or contextlib.nullcontext():
+        start = clock(device)
+        train_runs(models, data, regs, seeds=list(range(runs)), graph=graph, progress=False,
+                   schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH))
+        return clock(device) - start
 
 
 def main() -> None:
@@ -114,6 +123,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings per mode (median)")
     parser.add_argument("--paper-steps", type=int, default=24_000,
                         help="steps of one paper-schedule run (40 x 600), for the projection")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="profile instead of timing, and print the ROWS busiest ops")
     parser.add_argument("--tf32", action=argparse.BooleanOptionalAction,
                         default=PROFILES["mnist"]["defaults"]["tf32"],
                         help="CUDA: float32 matrix products on TF32 tensor cores, in every mode "
@@ -123,20 +134,50 @@ def main() -> None:
         raise SystemExit("--device cuda: no CUDA device here")
     tf32 = args.tf32 and args.device == "cuda"
     with tf32_matmuls(tf32):  # the naive loop too: the same arithmetic in every mode
-        measure(args, tf32)
+        (profile_steps if args.profile else measure)(args, tf32)
+
+
+def smnist_data(args: argparse.Namespace, tf32: bool):
+    """(the digits, S-MNIST on the device as TensorData), after a line that says what ran."""
+    digits = load_digits("auto")
+    train_set = make_smnist(digits.train_images, digits.train_labels, args.device)
+    data = TensorData(train_set.images, train_set.digits, train_set.big)
+    name = (torch.cuda.get_device_name(0) if args.device == "cuda"
+            else f"cpu ({torch.get_num_threads()} threads)")
+    print(f"device: {name}; torch {torch.__version__}; S-MNIST {len(data):,} images "
+          f"({digits.source}); batch {BATCH}; {args.variant} regularizer; "
+          f"float32 matrix products in {'TF32' if tf32 else 'full float32'}")
+    return digits, data
+
+
+def profile_steps(args: argparse.Namespace, tf32: bool) -> None:
+    """torch.profiler's view of --runs runs trained together, eager and as a graph."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _, data = smnist_data(args, tf32)
+    cuda = args.device == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    steps = args.outer * args.inner
+    for graph in ([False, True] if cuda else [False]):
+        mode = "CUDA graph" if graph else "eager"
+        # one outer loop first, unprofiled: lazy initialisation stays out of the profile
+        f1lib_time(data, args.device, args.runs, 1, args.inner, args.variant, graph)
+        prof = profile(activities=activities)
+        wall = f1lib_time(data, args.device, args.runs, args.outer, args.inner, args.variant,
+                          graph, around=prof)
+        ops = prof.key_averages()
+        busy = sum(getattr(op, key) for op in ops) * 1e-6  # the profiler counts microseconds
+        print(f"{mode}, {args.runs} runs, {steps:,} steps: {1e3 * wall / steps:.3f} ms of wall "
+              f"time per step (profiled), {1e3 * busy / steps:.3f} ms of "
+              f"{'device busy time' if cuda else 'CPU op time'} per step", flush=True)
+        print(ops.table(sort_by=key, row_limit=args.profile), flush=True)
 
 
 def measure(args: argparse.Namespace, tf32: bool) -> None:
     """The naive loop's steps/s, then f1lib's in every mode, a row each."""
     device = args.device
-    digits = load_digits("auto")
-    train_set = make_smnist(digits.train_images, digits.train_labels, device)
-    data = TensorData(train_set.images, train_set.digits, train_set.big)
-    name = (torch.cuda.get_device_name(0) if device == "cuda"
-            else f"cpu ({torch.get_num_threads()} threads)")
-    print(f"device: {name}; torch {torch.__version__}; S-MNIST {len(data):,} images "
-          f"({digits.source}); batch {BATCH}; {args.variant} regularizer; "
-          f"float32 matrix products in {'TF32' if tf32 else 'full float32'}")
+    digits, data = smnist_data(args, tf32)
 
     naive = statistics.median(
         naive_time(digits.train_images, digits.train_labels, device, args.steps, args.inner,

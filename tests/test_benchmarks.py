@@ -41,6 +41,17 @@ def test_smnist_benchmark_compares_the_naive_loop_with_single_and_batched_runs()
     assert any(line.startswith("projected: 2 runs x 24,000 steps") for line in lines)
 
 
+def test_smnist_profile_says_where_the_batched_step_spends_its_time():
+    lines = run("smnist.py", "--profile", "6", "--outer", "1", "--inner", "10", "--runs", "2")
+    summary = [line for line in lines if line.startswith("eager, 2 runs, 10 steps:")]
+    assert len(summary) == 1 and summary[0].endswith("ms of CPU op time per step")
+    assert not any(line.startswith("mode") for line in lines)  # no timings: the profile only
+    # the six busiest ops, and the stacked MLP's batched products among them
+    ops = table(lines, "---")[2:8]  # after the header and its rule
+    assert len(ops) == 6 and not any(line.startswith("---") for line in ops)
+    assert any(line.split()[0] == "aten::bmm" for line in ops)
+
+
 def test_segnet_benchmark_compares_the_naive_loop_fp32_and_bf16_channels_last():
     lines = run("segnet.py", "--size", "32", "48", "--width", "0.125", "--inner", "12",
                 "--images", "28", "--repeats", "1", "--steps", "4")
@@ -174,7 +185,8 @@ def test_device_script_turns_graphs_off_only_when_a_test_of_capture_fails(
 def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path, bench_exit):
     first = stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit))
     assert [call[0] for call in first] == ["-m", "benchmarks/smnist.py", "benchmarks/segnet.py",
-                                           "-m"]
+                                           "benchmarks/smnist.py", "-m"]
+    assert "--profile" in first[3] and "--profile" not in first[1]
     assert first[-1][1] == "f1lib.reproduce"
     # the second call on the warm machine: everything is settled, nothing runs again
     assert stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit)) == []
@@ -184,13 +196,14 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
 
 def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
         tmp_path):
-    # 100 s: too little for smnist.py's estimated 120 s and a margin; segnet.py's 60 s fit
+    # 100 s: too little for smnist.py's estimated 120 s and a margin; segnet.py's 60 s and
+    # the profile's 60 s fit (the stand-in takes no time)
     first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="100")
-    assert [call[0] for call in first if call[0].startswith("benchmarks")] == \
-        ["benchmarks/segnet.py"]
+    assert [call[:2] for call in first if call[0].startswith("benchmarks")] == \
+        [["benchmarks/segnet.py", "--repeats"], ["benchmarks/smnist.py", "--profile"]]
     assert "benchmarks/smnist.py waits" in (tmp_path / "out" / "device.log").read_text()
     second = stand_in_device(tmp_path, BENCH="1")
-    assert [call[0] for call in second] == ["benchmarks/smnist.py"]
+    assert [call[:2] for call in second] == [["benchmarks/smnist.py", "--outer"]]
 
 
 def test_segnet_flop_count_scales_with_the_pixels_and_projects_the_paper_profile():
