@@ -434,8 +434,18 @@ def train_runs(
         totals[1] += lagrangian
 
     inner_step = CapturedStep(step_and_sum) if graph else step_and_sum
+
+    def outer_order(outer: int) -> Tensor:
+        """Every run's minibatches of one outer loop, (inner, R, B), on the device."""
+        order = torch.stack([batch_order(seed, outer, schedule.inner, schedule.batch_size, n)
+                             for seed in seeds], dim=1)
+        if device.type == "cuda":  # from pinned memory, a copy does not wait for the device
+            return order.pin_memory().to(device, non_blocking=True)
+        return order.to(device)
+
     every = max(1, schedule.inner // 20)
     began = saved_at = monotonic()
+    order = outer_order(start) if start < schedule.outer else None
     with tqdm(total=schedule.outer * schedule.inner, initial=start * schedule.inner,
               disable=None if progress is None else not progress,
               desc="train" if count == 1 else f"train {count} runs", unit="step") as bar, \
@@ -445,8 +455,6 @@ def train_runs(
                 break
             for run in runs:
                 run.train()
-            order = torch.stack([batch_order(seed, outer, schedule.inner, schedule.batch_size, n)
-                                 for seed in seeds], dim=1).to(device)  # (inner, R, B)
             totals.zero_()
             reported = 0
             for k in range(schedule.inner):
@@ -454,6 +462,10 @@ def train_runs(
                 if (k + 1) % every == 0 or k + 1 == schedule.inner:
                     bar.update(k + 1 - reported)
                     reported = k + 1
+            # the next loop's minibatches are drawn while the device works through this
+            # loop's queued steps, not after (40 runs of S-MNIST: 77 ms on a 2-core VM)
+            if outer + 1 < schedule.outer:
+                order = outer_order(outer + 1)
             mean = (totals / schedule.inner).cpu()
             for r, run in enumerate(runs):
                 if r in failed:
