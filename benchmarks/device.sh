@@ -115,10 +115,10 @@ fi
 # book that outlasts the session would otherwise leave them without; and they want the GPU
 # to themselves. Each runs once, whatever its outcome, for at most 3x its estimate (H100)
 bench() {  # NAME SCRIPT SECONDS_IT_NEEDS ARGS...
-    local name=$1 what="benchmarks/$2.py" need=$3 code
-    local script=$what
+    local name=$1 script="benchmarks/$2.py" need=$3 code
+    local what=$script  # how the log names it: the script, and the label where they differ
+    [ "$name" != "$2" ] && what="$script ($name)"
     shift 3
-    [ "$name" != "$(basename "$script" .py)" ] && what="$what ($name)"
     [ -e "$state/bench_$name" ] && return 0
     if [ "$(left)" -lt $(( need + 30 )) ]; then
         say "$what waits: $(left) s left, it needs about $need"

@@ -175,9 +175,8 @@ class F1Regularizer(nn.Module):
             groups[2]["params"].append(self.b)
         return groups
 
-    def _score(self, h: Tensor) -> Tensor:
-        if self.variant == "paper":
-            return h @ self.w
+    def _stable_score(self, centred: Tensor) -> Tensor:
+        """The stable variant's score of features already centred, h - c."""
         # (S3) Standardize the features before the hyperplane:
         # s = w.((h - c) / sigma) + b, with c a running mean of h and sigma^2 a
         # running mean of (h - c)^2 (momentum `center_momentum`). This is the
@@ -188,7 +187,7 @@ class F1Regularizer(nn.Module):
         # sigma, so a fixed step eta_w overshoots. A network's features have
         # no fixed scale: on MNIST at beta = 0.1, centred only, they drifted to
         # |h| ~ 500, and one step on w diverged the run.
-        return ((h - self.center) * self._inverse_spread()) @ self.w + self.b
+        return (centred * self._inverse_spread()) @ self.w + self.b
 
     def _inverse_spread(self) -> Tensor:
         return (self.variance + VARIANCE_FLOOR).rsqrt()
@@ -271,7 +270,7 @@ class F1Regularizer(nn.Module):
         neg = 1.0 - pos
         beta = self.beta
         if self.variant == "paper":
-            s = self._score(h)
+            s = h @ self.w
             value = self._paper_lagrangian(s, pos, neg, slot)
             out = beta * value
         else:
@@ -279,7 +278,9 @@ class F1Regularizer(nn.Module):
             # network sees beta x grad, while tau, eps, w and b take their own
             # step sizes whatever beta is. Under the seed's reading beta = 1e-3
             # also slows the LP's variables a thousandfold, so they barely move.
-            s = self._score(scale_grad(h, beta))
+            # h - c once: the score and the running variance's update both use it
+            centred = h - self.center
+            s = self._stable_score(scale_grad(centred, beta))
             value = self._stable_lagrangian(s, pos, neg, slot, batch=h.shape[0])
             # value beta x L, gradients as above
             out = value + (beta - 1.0) * value.detach()
@@ -291,7 +292,7 @@ class F1Regularizer(nn.Module):
             self.seen[index] = torch.ones_like(index, dtype=torch.bool)
             if self.variant == "stable" and self.training:
                 momentum = self.hyper.center_momentum
-                spread = (h - self.center).square().mean(0)
+                spread = centred.square().mean(0)
                 self.center.add_(h.mean(0) - self.center, alpha=momentum)
                 self.variance.add_(spread - self.variance, alpha=momentum)
         return out, value.detach()

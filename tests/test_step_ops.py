@@ -21,7 +21,8 @@ from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, batch_order
 from f1lib.models import SegNet
 from f1lib.train import RunLoss, make_batched_step, make_step
 
-from test_train import TwoHeads, toy_data
+from test_train import fresh
+from test_train_runs import fresh_run
 
 aten = torch.ops.aten
 
@@ -79,10 +80,7 @@ def test_the_recorder_catches_each_kind_of_round_trip():
 
 
 def single_step(variant):
-    torch.manual_seed(0)
-    data = toy_data()
-    model = TwoHeads()
-    reg = F1Regularizer(data.positive, variant=variant, hyper=F1Hyper(beta=0.1))
+    model, reg, data = fresh(variant)
     optimizer = torch.optim.SGD([{"params": list(model.parameters()), "lr": 0.01},
                                  *reg.param_groups()])
     return make_step(model, data, reg, optimizer, torch.nn.functional.cross_entropy), reg, data
@@ -99,12 +97,9 @@ def test_the_inner_step_and_the_dual_step_make_no_host_round_trip(variant):
 
 def batched_step(variant, count):
     """(step, runs, minibatch order) of `count` runs of the toy problem trained together."""
-    data = toy_data()
-    runs = []
-    for r in range(count):
-        torch.manual_seed(0)
-        reg = F1Regularizer(data.positive, variant=variant, hyper=F1Hyper(beta=10.0 ** -(r + 1)))
-        runs.append(RunLoss(TwoHeads(), reg, data, torch.nn.functional.cross_entropy))
+    runs = [RunLoss(*fresh_run(variant, 10.0 ** -(r + 1), 0), torch.nn.functional.cross_entropy)
+            for r in range(count)]
+    data = runs[0].data
     step, _ = make_batched_step(runs, Schedule(lr=0.01))
     order = torch.stack([batch_order(seed, 0, 3, 16, len(data)) for seed in range(count)], dim=1)
     step(order[0])  # the first call may set things up lazily, as on CUDA
