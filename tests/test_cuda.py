@@ -4,13 +4,15 @@ replays as a CUDA graph.
 Skipped where there is no GPU (CI); run on the GPU machine.
 """
 
+import itertools
+
 import pytest
 import torch
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, batch_order
 from f1lib.train import RunLoss, make_batched_step, make_step, train, train_runs
 
-from test_train import StateProbe, TwoHeads, probe_data, toy_data
+from test_train import Interrupt, StateProbe, TwoHeads, probe_data, toy_data
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -164,3 +166,30 @@ def test_tf32_training_runs_its_products_in_tf32_and_ends_close_to_float32():
     for full, reduced in zip(*results):
         for a, b in zip(full, reduced):
             assert a["task_loss"] == pytest.approx(b["task_loss"], rel=1e-2)
+
+
+@cuda
+def test_batched_graph_training_resumed_on_cuda_ends_as_an_uninterrupted_run(tmp_path):
+    # the checkpoint is loaded onto the device; the CPU's RNG state in it must come back
+    # to the CPU (torch.set_rng_state refuses a CUDA tensor), which no CPU test can see
+    betas, schedule = [0.0, 0.1], Schedule(outer=4, inner=6, batch_size=16)
+
+    def trained(evaluate=None, checkpoint=None):
+        models, data, regs = fresh_runs("stable", betas)
+        return train_runs(models, data, regs, seeds=[0, 1], schedule=schedule, graph=True,
+                          evaluate=evaluate, checkpoint=checkpoint, progress=False)
+
+    whole = trained()
+    calls = itertools.count()
+
+    def stop_in_outer_loop_three(_model):
+        if next(calls) == 2 * len(betas):
+            raise Interrupt
+        return {}
+
+    ckpt = tmp_path / "runs.ckpt"
+    with pytest.raises(Interrupt):
+        trained(stop_in_outer_loop_three, ckpt)
+    assert torch.load(ckpt, map_location="cpu", weights_only=False)["outer"] == 2
+    for resumed, expected in zip(trained(checkpoint=ckpt), whole):
+        assert_histories_close(resumed, expected)
