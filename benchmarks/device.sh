@@ -25,8 +25,10 @@
 #                  rebuild the README's claims table from figures/ (python -m f1lib.ledger)
 # The tracked files are sent afresh with every call, so a call's tarball holds only its
 # own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
-# are the runs that did finish: unpacked here and named in a later session's `carry`,
-# they are not trained again unless f1lib's source changed. Settings: PROFILE (paper),
+# are the runs that did finish: committed in benchmarks/runs/<session>/<notebook>-paper/
+# with FINGERPRINT, they are readied for a later session by device_setup.sh (through
+# benchmarks/carry_runs.py, while f1lib's source is unchanged) and put back in .cache/
+# here, so that they are not trained again. Settings: PROFILE (paper),
 # NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: every
 # benchmark; 0: none; or the names of those to run, of smnist, segnet and profile), PY
 # (python3), SET (notebook parameters, NAME=VALUE ..., passed to f1lib.reproduce --set; for
@@ -57,6 +59,18 @@ if [ -d .device ] && ls .device/*.whl >/dev/null 2>&1; then
     gunzip -kf .device/MNIST/raw/*.gz || exit 1
     export F1LIB_DATA=$PWD/.device
 fi
+# finished runs that an earlier session brought back (benchmarks/carry_runs.py): the notebooks
+# find them in .cache/ and do not train them again; a run already there is kept
+carried=0
+for folder in .device/runs/*/; do
+    [ -d "$folder" ] || continue
+    mkdir -p ".cache/$(basename "$folder")"
+    for file in "$folder"*.json; do
+        target=".cache/$(basename "$folder")/$(basename "$file")"
+        [ -e "$file" ] && [ ! -e "$target" ] || continue
+        cp "$file" "$target" && carried=$(( carried + 1 ))
+    done
+done
 every="smnist segnet profile"
 case $BENCH in 1) benches=$every ;; 0) benches="" ;; *) benches=$BENCH ;; esac
 for name in $benches; do
@@ -89,6 +103,7 @@ export PYTHONUNBUFFERED=1
     echo "commit $F1LIB_GIT_COMMIT; profile $PROFILE; limit ${LIMIT_S}s"
 } >> "$OUT/device.log" 2>&1
 say "call starts; done before: $(cd "$state" && ls | tr '\n' ' ')"
+[ $carried -gt 0 ] && say "carried from an earlier session: $carried finished runs (.device/runs)"
 
 # 1. CUDA tests, once. Graphs go off only when capture itself is in doubt: a failed test
 # of a captured or sync-free step, or a test run that ended before its verdicts (a failed

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prepares .device, the folder that benchmarks/device.sh carries to the GPU machine, from
 # ../shared as ../shared/device/README.md describes: the Jupyter stack's wheels (the GPU
-# machine has torch, pytest and the scientific stack, but no Jupyter) at .device/*.whl, and
-# the full MNIST at .device/MNIST/raw/. Run here, once per session, from anywhere:
+# machine has torch, pytest and the scientific stack, but no Jupyter) at .device/*.whl; the
+# full MNIST at .device/MNIST/raw/; and at .device/runs/, the finished runs of unfinished
+# notebooks that benchmarks/carry_runs.py finds for today's f1lib. Run here, once per
+# session, from anywhere:
 #   bash benchmarks/device_setup.sh            # SHARED=/path/to/shared to read another copy
 # It starts from an empty .device each time, so nothing left there by an older plan travels,
 # and checks the MNIST files against the md5 sums that the shared README publishes.
@@ -24,5 +26,8 @@ found=$(for f in .device/MNIST/raw/*.gz; do
     echo "$(gunzip -c "$f" | md5sum | cut -d' ' -f1)  $(basename "${f%.gz}")"; done)
 [ "$found" = "$published" ] || { echo "MNIST differs from the published md5 sums:" >&2
                                  echo "$found" >&2; exit 1; }
+# finished runs of notebooks that an earlier session left unfinished, if today's f1lib trained them
+py=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+$py benchmarks/carry_runs.py --into .device/runs
 echo ".device: $(ls .device/*.whl | wc -l) wheels, MNIST $(du -sh .device/MNIST | cut -f1);" \
      "$(du -sh .device | cut -f1) in all (the working tree that travels may hold 64 MiB)"

@@ -245,3 +245,45 @@ def test_device_script_refuses_a_benchmark_it_does_not_know_before_the_cuda_test
         stand_in_device(tmp_path, BENCH="segnet smnst")
     assert failed.value.returncode == 2 and not (tmp_path / "calls").exists()
     assert "no benchmark 'smnst'" in (tmp_path / "out" / "device.log").read_text()
+
+
+def test_carry_runs_readies_only_the_runs_of_todays_f1lib(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from carry_runs import carry
+
+    from f1lib.study import library_fingerprint
+
+    runs, into = tmp_path / "runs", tmp_path / "device_runs"
+    sessions = {"s1/sky_segmentation-paper": library_fingerprint(), "s2/mnist-paper": "0" * 16}
+    for folder, fingerprint in sessions.items():
+        (runs / folder).mkdir(parents=True)
+        (runs / folder / "FINGERPRINT").write_text(fingerprint + "\n")
+        for key in ("a", "b"):
+            (runs / folder / f"{key}.json").write_text(f'[{{"run": "{key}"}}]')
+    (runs / "s3" / "logs").mkdir(parents=True)  # a session's folder without runs
+    report = carry(runs, into, library_fingerprint())
+    assert sorted(p.relative_to(into).as_posix() for p in into.rglob("*")) == [
+        "sky_segmentation-paper", "sky_segmentation-paper/a.json",
+        "sky_segmentation-paper/b.json"]
+    assert (into / "sky_segmentation-paper" / "b.json").read_text() == '[{"run": "b"}]'
+    assert len(report) == 2 and "left behind" in report[1] and "s2/mnist-paper" in report[1]
+
+
+def test_device_script_puts_carried_runs_where_the_notebooks_look_and_keeps_its_own(tmp_path):
+    repo = copy_checkout(tmp_path / "repo")
+    carried = repo / ".device" / "runs" / "sky_histogram-smoke"
+    carried.mkdir(parents=True)
+    for key in ("a", "b"):
+        (carried / f"{key}.json").write_text(f'["carried {key}"]')
+    scratch = repo / ".cache" / "sky_histogram-smoke"
+    scratch.mkdir(parents=True)
+    (scratch / "b.json").write_text('["trained here"]')  # by an earlier call: kept
+    stand_in_device(tmp_path)
+    assert (scratch / "a.json").read_text() == '["carried a"]'
+    assert (scratch / "b.json").read_text() == '["trained here"]'
+    assert "carried from an earlier session: 1 finished runs" in \
+        (tmp_path / "out" / "device.log").read_text()
+    with tarfile.open(tmp_path / "out" / "results.tgz") as tar:
+        assert ".cache/sky_histogram-smoke/a.json" in tar.getnames()
+    stand_in_device(tmp_path)  # the second call: nothing more to carry
+    assert "carried" not in (tmp_path / "out" / "device.log").read_text()
