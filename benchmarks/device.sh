@@ -31,8 +31,8 @@
 # here, so that they are not trained again. Settings: PROFILE (paper),
 # NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: every
 # benchmark; 0: none; or the names of those to run, of smnist, segnet and profile), PY
-# (python3), SET (notebook parameters, NAME=VALUE ..., passed to f1lib.reproduce --set; for
-# rehearsals, see benchmarks/RESULTS.md).
+# (python3), CUDA_TESTS (1; 0 skips them, see step 1), SET (notebook parameters,
+# NAME=VALUE ..., passed to f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
 #   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
 set -uo pipefail
@@ -80,6 +80,11 @@ for name in $benches; do
         exit 2
     fi
 done
+if [ "${CUDA_TESTS:-1}" != 0 ] && [ "${CUDA_TESTS:-1}" != 1 ]; then
+    echo "cannot start: CUDA_TESTS is 1 (run them) or 0 (skip them), not '$CUDA_TESTS'" \
+        | tee -a "$OUT/device.log" >&2
+    exit 2
+fi
 # fail in seconds, not after the CUDA tests, when what the notebooks need did not travel
 if ! missing=$($py -c "import papermill, pytest" 2>&1); then
     echo "cannot start: ${missing##*$'\n'}; was .device set up (bash benchmarks/device_setup.sh)" \
@@ -107,7 +112,13 @@ say "call starts; done before: $(cd "$state" && ls | tr '\n' ' ')"
 
 # 1. CUDA tests, once. Graphs go off only when capture itself is in doubt: a failed test
 # of a captured or sync-free step, or a test run that ended before its verdicts (a failed
-# TF32 or other check is reported, and leaves the graphs on)
+# TF32 or other check is reported, and leaves the graphs on). CUDA_TESTS=0 skips them, for a
+# session whose f1lib source they passed on the same kind of GPU (a log in benchmarks/runs
+# says so): they would tell nothing new, and cost half a minute of its device time
+if [ ! -e "$state/cuda_graph" ] && [ "${CUDA_TESTS:-1}" = 0 ]; then
+    echo True > "$state/cuda_graph"
+    say "CUDA tests skipped (CUDA_TESTS=0); CUDA graphs: True"
+fi
 if [ ! -e "$state/cuda_graph" ]; then
     $py -m pytest -q tests/test_cuda.py > "$OUT/cuda_tests.log" 2>&1
     code=$?

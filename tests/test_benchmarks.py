@@ -287,3 +287,14 @@ def test_device_script_puts_carried_runs_where_the_notebooks_look_and_keeps_its_
         assert ".cache/sky_histogram-smoke/a.json" in tar.getnames()
     stand_in_device(tmp_path)  # the second call: nothing more to carry
     assert "carried" not in (tmp_path / "out" / "device.log").read_text()
+
+
+def test_device_script_skips_the_cuda_tests_when_told_and_keeps_the_graphs_on(tmp_path):
+    calls = stand_in_device(tmp_path, CUDA_TESTS="0")
+    assert [call[:2] for call in calls] == [["-m", "f1lib.reproduce"]]
+    assert "cuda_graph=False" not in calls[0]
+    assert "CUDA tests skipped (CUDA_TESTS=0); CUDA graphs: True" in \
+        (tmp_path / "out" / "device.log").read_text()
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        stand_in_device(tmp_path / "again", CUDA_TESTS="no")
+    assert refused.value.returncode == 2 and not (tmp_path / "again" / "calls").exists()
