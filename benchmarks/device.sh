@@ -6,7 +6,7 @@
 #
 #   1. the CUDA tests (captured steps against eager); if those of capture fail, the
 #      notebooks run with cuda_graph=False, and device.log says so
-#   2. the benchmarks (smnist.py, segnet.py, smnist.py --profile), once each, on the GPU alone
+#   2. the benchmarks (smnist.py, segnet.py, and both with --profile), once each, on the GPU alone
 #   3. the paper profile's notebooks, all at once (python -m f1lib.reproduce --only the
 #      unfinished ones); their runs' checkpoints in .cache/ outlive a call on the warm
 #      machine, so the second call resumes them
@@ -28,11 +28,11 @@
 # are the runs that did finish: committed in benchmarks/runs/<session>/<notebook>-paper/
 # with FINGERPRINT, they are readied for a later session by device_setup.sh (through
 # benchmarks/carry_runs.py, while f1lib's source is unchanged) and put back in .cache/
-# here, so that they are not trained again. Settings: PROFILE (paper),
-# NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: every
-# benchmark; 0: none; or the names of those to run, of smnist, segnet and profile), PY
-# (python3), CUDA_TESTS (1; 0 skips them, see step 1), SET (notebook parameters,
-# NAME=VALUE ..., passed to f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
+# here, so that they are not trained again. Settings: PROFILE (paper), NOTEBOOKS (the
+# stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: every benchmark; 0: none;
+# or the names of those to run: smnist, segnet, profile and segnet-profile), PY (python3),
+# CUDA_TESTS (1; 0 skips them, see step 1), SET (notebook parameters, NAME=VALUE ...,
+# passed to f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
 #   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
 set -uo pipefail
@@ -71,7 +71,7 @@ for folder in .device/runs/*/; do
         cp "$file" "$target" && carried=$(( carried + 1 ))
     done
 done
-every="smnist segnet profile"
+every="smnist segnet profile segnet-profile"
 case $BENCH in 1) benches=$every ;; 0) benches="" ;; *) benches=$BENCH ;; esac
 for name in $benches; do
     if [[ " $every " != *" $name "* ]]; then
@@ -163,6 +163,8 @@ for name in $benches; do
         segnet) bench segnet segnet 60 --repeats 2 ;;
         # where the 40-run step's time goes: torch.profiler, eager and as a graph (estimate)
         profile) bench profile smnist 60 --profile 30 --outer 1 ;;
+        # where the sky notebook's SegNet step spends its time, at the paper profile's size
+        segnet-profile) bench segnet-profile segnet 60 --profile 30 --size 128 192 ;;
     esac
 done
 

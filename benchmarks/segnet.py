@@ -28,11 +28,18 @@ gains besides.
     python benchmarks/segnet.py                       # CUDA, 256 x 256
     python benchmarks/segnet.py --device cpu --size 32 48 --width 0.125 --inner 3
     python benchmarks/segnet.py --count-flops --size 128 192   # the work, not the time
+    python benchmarks/segnet.py --profile 30 --size 128 192    # where a step's time goes
 
 --count-flops counts one training step's floating-point operations
 (torch.utils.flop_counter: convolutions and matrix products, forward and
 backward); at the paper profile's size and width, also what the sky
 notebook's runs add up to.
+
+--profile ROWS replaces the timings with torch.profiler's view of one training
+of --outer x --inner steps in the sky notebook's mode (on CUDA bf16 + channels_last,
+eager and as a CUDA graph; on the CPU float32): the device's busy time per step and
+the ROWS ops with the most of it. At the paper profile's 128 x 192 it says where
+the book's longest chapter spends its time.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
 from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
 from naive import naive_loop
-from timing import clock, steady_rate
+from timing import clock, print_profile, steady_rate
 
 BATCH = 7
 
@@ -85,7 +92,9 @@ def naive_time(batch: SkyBatch, device: str, width: float, steps: int, inner: in
 
 
 def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: int,
-                fast: bool, graph: bool) -> float:
+                fast: bool, graph: bool, around=None) -> float:
+    """Seconds to train outer x inner steps (inside the context manager `around`,
+    if given: the model's set-up stays outside)."""
     torch.manual_seed(0)
     model = SegNet(width=width).to(device)
     inputs = data.inputs
@@ -95,10 +104,24 @@ def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: 
     data = TensorData(inputs, data.targets, data.positive)
     reg = F1Regularizer(data.positive, features=model.f1_features,
                         hyper=F1Hyper(beta=1e-3)).to(device)
-    start = clock(device)
-    train(model, data, reg, schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH),
-          bf16=fast, graph=graph, progress=False)
-    return clock(device) - start
+    with around or nullcontext():
+        start = clock(device)
+        train(model, data, reg, schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH),
+              bf16=fast, graph=graph, progress=False)
+        return clock(device) - start
+
+
+def profile_steps(args: argparse.Namespace, data: TensorData) -> None:
+    """torch.profiler's view of the sky notebook's training step: on CUDA in bf16 +
+    channels_last, eager and as a CUDA graph; on the CPU in float32."""
+    cuda = args.device == "cuda"
+    for graph in ([False, True] if cuda else [False]):
+        label = ("bf16 + CL" if cuda else "fp32") + (", CUDA graph" if graph else ", eager")
+        # one outer loop first, unprofiled: lazy initialisation stays out of the profile
+        segnet_time(data, args.device, args.width, 1, args.inner, cuda, graph)
+        print_profile(label, args.device, args.outer * args.inner, args.profile,
+                      lambda profiler: segnet_time(data, args.device, args.width, args.outer,
+                                                   args.inner, cuda, graph, around=profiler))
 
 
 @contextmanager
@@ -151,6 +174,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timings per mode (median)")
     parser.add_argument("--count-flops", action="store_true",
                         help="count one training step's FLOPs instead of timing")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="profile instead of timing, and print the ROWS busiest ops")
     args = parser.parse_args()
     if args.count_flops:
         return count_flops(tuple(args.size), args.width)
@@ -165,6 +190,8 @@ def main() -> None:
             else f"cpu ({torch.get_num_threads()} threads)")
     print(f"device: {name}; torch {torch.__version__}; SegNet width {args.width:g} "
           f"({params:,} parameters); {args.size[0]}x{args.size[1]} images, batch {BATCH}")
+    if args.profile:
+        return profile_steps(args, data)
     modes = [("fp32", False, False, True), ("bf16 + CL", True, False, True)]
     if device == "cuda":
         modes += [("bf16 + CL + graph", True, True, True), ("fp32, no TF32", False, False, False)]

@@ -50,7 +50,7 @@ from f1lib.data.mnist import load_digits, make_smnist
 from f1lib.profiles import PROFILES
 from f1lib.train import tf32_matmuls, train_runs
 from naive import naive_loop
-from timing import clock, steady_rate
+from timing import clock, print_profile, steady_rate
 
 BATCH = 100
 BETAS = (1e-4, 1e-3, 1e-2, 1e-1)  # the MNIST notebook's sweep; batched runs cycle through it
@@ -152,26 +152,15 @@ def smnist_data(args: argparse.Namespace, tf32: bool):
 
 def profile_steps(args: argparse.Namespace, tf32: bool) -> None:
     """torch.profiler's view of --runs runs trained together, eager and as a graph."""
-    from torch.profiler import ProfilerActivity, profile
-
     _, data = smnist_data(args, tf32)
-    cuda = args.device == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    steps = args.outer * args.inner
-    for graph in ([False, True] if cuda else [False]):
-        mode = "CUDA graph" if graph else "eager"
+    for graph in ([False, True] if args.device == "cuda" else [False]):
         # one outer loop first, unprofiled: lazy initialisation stays out of the profile
         f1lib_time(data, args.device, args.runs, 1, args.inner, args.variant, graph)
-        prof = profile(activities=activities)
-        wall = f1lib_time(data, args.device, args.runs, args.outer, args.inner, args.variant,
-                          graph, around=prof)
-        ops = prof.key_averages()
-        busy = sum(getattr(op, key) for op in ops) * 1e-6  # the profiler counts microseconds
-        print(f"{mode}, {args.runs} runs, {steps:,} steps: {1e3 * wall / steps:.3f} ms of wall "
-              f"time per step (profiled), {1e3 * busy / steps:.3f} ms of "
-              f"{'device busy time' if cuda else 'CPU op time'} per step", flush=True)
-        print(ops.table(sort_by=key, row_limit=args.profile), flush=True)
+        print_profile(f"{'CUDA graph' if graph else 'eager'}, {args.runs} runs", args.device,
+                      args.outer * args.inner, args.profile,
+                      lambda profiler: f1lib_time(data, args.device, args.runs, args.outer,
+                                                  args.inner, args.variant, graph,
+                                                  around=profiler))
 
 
 def measure(args: argparse.Namespace, tf32: bool) -> None:

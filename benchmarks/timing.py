@@ -40,3 +40,24 @@ def steady_rate(train_outer_loops: Callable[[int], float], outer: int, inner: in
         raise RuntimeError(f"timings too noisy to difference (median {per_step:.2e} s per step "
                            f"over {repeats} repeats): raise --inner or --outer")
     return per_step, max(0.0, statistics.median(fixed))
+
+
+def print_profile(label: str, device: str, steps: int, rows: int,
+                  train_inside: Callable[[object], float]) -> None:
+    """torch.profiler's view of one training: `train_inside(profiler)` trains
+    `steps` steps inside the profiler (a context manager) and returns its wall
+    time. Prints the wall and busy time per step (the device's kernels on CUDA,
+    the CPU's ops without a GPU) and the `rows` ops with the most of it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    profiler = profile(activities=activities)
+    wall = train_inside(profiler)
+    ops = profiler.key_averages()
+    busy = sum(getattr(op, key) for op in ops) * 1e-6  # the profiler counts microseconds
+    print(f"{label}, {steps:,} steps: {1e3 * wall / steps:.3f} ms of wall time per step "
+          f"(profiled), {1e3 * busy / steps:.3f} ms of "
+          f"{'device busy time' if cuda else 'CPU op time'} per step", flush=True)
+    print(ops.table(sort_by=key, row_limit=rows), flush=True)

@@ -52,6 +52,17 @@ def test_smnist_profile_says_where_the_batched_step_spends_its_time():
     assert any(line.split()[0] == "aten::bmm" for line in ops)
 
 
+def test_segnet_profile_says_where_the_sky_notebooks_step_spends_its_time():
+    lines = run("segnet.py", "--profile", "6", "--size", "32", "48", "--width", "0.125",
+                "--inner", "4", "--images", "28")
+    summary = [line for line in lines if line.startswith("fp32, eager, 4 steps:")]
+    assert len(summary) == 1 and summary[0].endswith("ms of CPU op time per step")
+    assert not any(line.startswith("mode") for line in lines)  # no timings: the profile only
+    ops = table(lines, "---")[2:8]
+    assert len(ops) == 6 and not any(line.startswith("---") for line in ops)
+    assert "aten::convolution_backward" in [line.split()[0] for line in ops]
+
+
 def test_segnet_benchmark_compares_the_naive_loop_fp32_and_bf16_channels_last():
     lines = run("segnet.py", "--size", "32", "48", "--width", "0.125", "--inner", "12",
                 "--images", "28", "--repeats", "1", "--steps", "4")
@@ -185,8 +196,9 @@ def test_device_script_turns_graphs_off_only_when_a_test_of_capture_fails(
 def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path, bench_exit):
     first = stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit))
     assert [call[0] for call in first] == ["-m", "benchmarks/smnist.py", "benchmarks/segnet.py",
-                                           "benchmarks/smnist.py", "-m"]
+                                           "benchmarks/smnist.py", "benchmarks/segnet.py", "-m"]
     assert "--profile" in first[3] and "--profile" not in first[1]
+    assert "--profile" in first[4] and "--profile" not in first[2]
     assert first[-1][1] == "f1lib.reproduce"
     # the second call on the warm machine: everything is settled, nothing runs again
     assert stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit)) == []
@@ -197,10 +209,11 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
 def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
         tmp_path):
     # 100 s: too little for smnist.py's estimated 120 s and a margin; segnet.py's 60 s and
-    # the profile's 60 s fit (the stand-in takes no time)
+    # the profiles' 60 s each fit (the stand-in takes no time)
     first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="100")
     assert [call[:2] for call in first if call[0].startswith("benchmarks")] == \
-        [["benchmarks/segnet.py", "--repeats"], ["benchmarks/smnist.py", "--profile"]]
+        [["benchmarks/segnet.py", "--repeats"], ["benchmarks/smnist.py", "--profile"],
+         ["benchmarks/segnet.py", "--profile"]]
     assert "benchmarks/smnist.py waits" in (tmp_path / "out" / "device.log").read_text()
     second = stand_in_device(tmp_path, BENCH="1")
     assert [call[:2] for call in second] == [["benchmarks/smnist.py", "--outer"]]
