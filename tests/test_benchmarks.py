@@ -90,6 +90,12 @@ def copy_checkout(repo: Path) -> Path:
 
 def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(tmp_path):
     repo, out = copy_checkout(tmp_path / "repo"), tmp_path / "out"
+    # the GPU machine's copy has a .git of its own, at another commit than the one copied
+    git = ["git", "-c", "user.name=device", "-c", "user.email=device@localhost"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the machine's own"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    own = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True,
+                         capture_output=True, text=True).stdout.strip()
     # smoke keeps its figures out of the checkout unless told where they go
     env = {**os.environ, "OUT": str(out), "PROFILE": "smoke", "NOTEBOOKS": "sky_histogram",
            "BENCH": "0", "PY": sys.executable, "F1LIB_GIT_COMMIT": "0" * 40,
@@ -104,7 +110,10 @@ def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(t
 
     brought = call()
     record = json.loads((repo / "figures" / "sky_histogram.json").read_text())
+    # the records name the commit copied, not the machine's
     assert record["profile"] == "smoke" and record["git"]["commit"] == "0" * 40
+    assert f"the copy's git names {own}: the records name {'0' * 40}" in \
+        (out / "device.log").read_text()
     expected = {"book/sky_histogram.ipynb"} | {
         f"figures/{figure}.{ext}" for figure in ("sky_histogram", "sky_samples")
         for ext in ("json", "png", "pdf")} | {
