@@ -56,7 +56,7 @@ from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
 from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
 from naive import naive_loop
-from timing import clock, print_profile, steady_rate
+from timing import print_profile, steady_rate, timed
 
 BATCH = 7
 
@@ -104,11 +104,9 @@ def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: 
     data = TensorData(inputs, data.targets, data.positive)
     reg = F1Regularizer(data.positive, features=model.f1_features,
                         hyper=F1Hyper(beta=1e-3)).to(device)
-    with around or nullcontext():
-        start = clock(device)
-        train(model, data, reg, schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH),
-              bf16=fast, graph=graph, progress=False)
-        return clock(device) - start
+    return timed(device, lambda: train(
+        model, data, reg, schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH),
+        bf16=fast, graph=graph, progress=False), around)
 
 
 def profile_steps(args: argparse.Namespace, data: TensorData) -> None:

@@ -38,7 +38,6 @@ without a GPU), and the ROWS ops with the most of it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 
 import torch
@@ -50,7 +49,7 @@ from f1lib.data.mnist import load_digits, make_smnist
 from f1lib.profiles import PROFILES
 from f1lib.train import tf32_matmuls, train_runs
 from naive import naive_loop
-from timing import clock, print_profile, steady_rate
+from timing import print_profile, steady_rate, timed
 
 BATCH = 100
 BETAS = (1e-4, 1e-3, 1e-2, 1e-1)  # the MNIST notebook's sweep; batched runs cycle through it
@@ -104,11 +103,9 @@ def f1lib_time(data: TensorData, device: str, runs: int, outer: int, inner: int,
         models.append(SharedHeadMLP().to(device))
         regs.append(F1Regularizer(data.positive, features=1, variant=variant,
                                   hyper=F1Hyper(beta=BETAS[r % len(BETAS)])).to(device))
-    with around or contextlib.nullcontext():
-        start = clock(device)
-        train_runs(models, data, regs, seeds=list(range(runs)), graph=graph, progress=False,
-                   schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH))
-        return clock(device) - start
+    return timed(device, lambda: train_runs(
+        models, data, regs, seeds=list(range(runs)), graph=graph, progress=False,
+        schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH)), around)
 
 
 def main() -> None:

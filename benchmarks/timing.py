@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import nullcontext
 from typing import Callable
 
 import torch
@@ -14,6 +15,15 @@ def clock(device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter()
+
+
+def timed(device: str, train: Callable[[], object], around=None) -> float:
+    """Wall seconds of train(), to the end of the device's work (inside the context
+    manager `around`, if given, such as a profiler: the caller's set-up stays outside)."""
+    with around or nullcontext():
+        start = clock(device)
+        train()
+        return clock(device) - start
 
 
 def steady_rate(train_outer_loops: Callable[[int], float], outer: int, inner: int,
