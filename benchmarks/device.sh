@@ -21,14 +21,16 @@
 #   device.log     the machine, the commit, what each step did and how long it took
 #   cuda_tests.log, paper.log, bench.log
 #   results.tgz    the notebooks that finished in this call, the figures/ files that they
-#                  wrote, and the notebooks' logs: unpack it here (tar xzf), then
-#                  rebuild the README's claims table from figures/ (python -m f1lib.ledger)
+#                  wrote, and the notebooks' logs: here, benchmarks/collect_call.py puts
+#                  each where it belongs and rebuilds the README's claims table
 # The tracked files are sent afresh with every call, so a call's tarball holds only its
 # own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
 # are the runs that did finish: committed in benchmarks/runs/<session>/<notebook>-paper/
-# with FINGERPRINT, they are readied for a later session by device_setup.sh (through
+# with FINGERPRINT (the f1lib source that trained them, which this script writes beside
+# them), they are readied for a later session by device_setup.sh (through
 # benchmarks/carry_runs.py, while f1lib's source is unchanged) and put back in .cache/
-# here, so that they are not trained again. Settings: PROFILE (paper), NOTEBOOKS (the
+# here, so that they are not trained again. benchmarks/collect_call.py does the unpacking,
+# the keeping of runs and logs in benchmarks/runs/, and the README's claims table. Settings: PROFILE (paper), NOTEBOOKS (the
 # stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: every benchmark; 0: none;
 # or the names of those to run: smnist, segnet, profile and segnet-profile), PY (python3),
 # CUDA_TESTS (1; 0 skips them, see step 1), SET (notebook parameters, NAME=VALUE ...,
@@ -110,11 +112,14 @@ if [ -n "$copied_from" ] && [ "$copied_from" != "$F1LIB_GIT_COMMIT" ]; then
     git_hidden="the copy's git names $copied_from: the records name $F1LIB_GIT_COMMIT"
 fi
 export PYTHONUNBUFFERED=1
+# the key of every run this machine trains (f1lib.study), written beside the runs that come back
+fingerprint=$($py -c "from f1lib.study import library_fingerprint; print(library_fingerprint())" \
+    2>/dev/null)
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null \
         || echo "no GPU"
     $py -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"
-    echo "commit $F1LIB_GIT_COMMIT; profile $PROFILE; limit ${LIMIT_S}s"
+    echo "commit $F1LIB_GIT_COMMIT; f1lib ${fingerprint:-unknown}; profile $PROFILE; limit ${LIMIT_S}s"
     [ -n "$git_hidden" ] && echo "$git_hidden"
 } >> "$OUT/device.log" 2>&1
 say "call starts; done before: $(cd "$state" && ls | tr '\n' ' ')"
@@ -209,6 +214,13 @@ for name in sys.argv[1:]:
 # .cache/<notebook>-<profile>/<key>.json): a later session carries them back and trains
 # only the runs still missing
 mapfile -t runs_done < <(ls .cache/*-"$PROFILE"/*.json 2>/dev/null)
+# with the f1lib source that trained them, for benchmarks/collect_call.py to keep them by; the
+# runs carried here were trained by the same (benchmarks/carry_runs.py carries no other)
+if [ -n "$fingerprint" ]; then
+    for folder in $(printf '%s\n' "${runs_done[@]}" | xargs -r -n1 dirname | sort -u); do
+        echo "$fingerprint" > "$folder/FINGERPRINT" && runs_done+=("$folder/FINGERPRINT")
+    done
+fi
 tar czf "$OUT/results.tgz" "${outputs[@]}" "${runs_done[@]}" .cache/reproduce
 say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files, ${#runs_done[@]} finished runs of unfinished notebooks"
 

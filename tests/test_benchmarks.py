@@ -1,5 +1,6 @@
 """The benchmark scripts run on the CPU (a smoke test: they must run; nothing is timed)."""
 
+import io
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 
@@ -148,9 +150,11 @@ def test_device_script_refuses_to_start_without_what_the_notebooks_need(tmp_path
 
 # a stand-in for the GPU machine's python, which notes each call of the CUDA tests, a benchmark
 # or f1lib.reproduce in $CALLS: the CUDA tests print what the test asks for, a benchmark
-# exits with $BENCH_EXIT, and f1lib.reproduce finishes every notebook at once
+# exits with $BENCH_EXIT, f1lib.reproduce finishes every notebook at once, and f1lib's
+# fingerprint is $FINGERPRINT
 STAND_IN = """#!/usr/bin/env bash
 case "$1 $2" in
+    -c*library_fingerprint*) echo "$FINGERPRINT" ;;
     "-m pytest") echo "$*" >> "$CALLS"; printf '%b\\n' "$CUDA_TESTS_OUTPUT"
                  exit $CUDA_TESTS_EXIT ;;
     benchmarks/*) echo "$*" >> "$CALLS"; exit $BENCH_EXIT ;;
@@ -174,7 +178,8 @@ def stand_in_device(tmp_path, **env):
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "OUT": str(out), "PY": str(stand_in), "PROFILE": "smoke",
            "NOTEBOOKS": "mnist sky_histogram", "CALLS": str(calls), "CUDA_TESTS_EXIT": "0",
-           "CUDA_TESTS_OUTPUT": "11 passed", "BENCH_EXIT": "0", "BENCH": "0", **env}
+           "CUDA_TESTS_OUTPUT": "11 passed", "BENCH_EXIT": "0", "BENCH": "0",
+           "FINGERPRINT": "", **env}
     subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=env, check=True,
                    capture_output=True, timeout=60)
     return [line.split() for line in calls.read_text().splitlines()] if calls.exists() else []
@@ -320,3 +325,105 @@ def test_device_script_skips_the_cuda_tests_when_told_and_keeps_the_graphs_on(tm
     with pytest.raises(subprocess.CalledProcessError) as refused:
         stand_in_device(tmp_path / "again", CUDA_TESTS="no")
     assert refused.value.returncode == 2 and not (tmp_path / "again" / "calls").exists()
+
+
+def collect_call(here: Path, out: Path, session: str = "s") -> subprocess.CompletedProcess:
+    """benchmarks/collect_call.py of the checkout `here`, on a call's $OUT."""
+    return subprocess.run([sys.executable, str(here / "benchmarks" / "collect_call.py"), str(out),
+                           "--session", session], cwd=here, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_collect_call_puts_a_calls_notebooks_figures_and_logs_where_they_belong(tmp_path):
+    repo, out = copy_checkout(tmp_path / "device"), tmp_path / "out"
+    # the notebook carries a note on where the page's earlier outputs came from
+    notebook = repo / "book" / "sky_histogram.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(
+        "The outputs below are from another run.", metadata={"tags": ["outputs-note"]}))
+    nbformat.write(nb, notebook)
+    env = {**os.environ, "OUT": str(out), "PROFILE": "smoke", "NOTEBOOKS": "sky_histogram",
+           "BENCH": "0", "PY": sys.executable, "F1LIB_GIT_COMMIT": "0" * 40,
+           "F1LIB_FIGURES": str(repo / "figures")}
+    subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=env, check=True,
+                   capture_output=True, timeout=600)
+
+    here = copy_checkout(tmp_path / "here")
+    collected = collect_call(here, out)
+    assert collected.returncode == 0, collected.stderr
+    executed = nbformat.read(repo / "book" / "sky_histogram.ipynb", as_version=4)
+    kept = nbformat.read(here / "book" / "sky_histogram.ipynb", as_version=4)
+    assert kept.cells == [cell for i, cell in enumerate(executed.cells) if i != 1]
+    assert "less 1 cell tagged outputs-note" in collected.stdout
+    for name in ("sky_histogram.json", "sky_histogram.png", "sky_histogram_quantiles.csv"):
+        assert (here / "figures" / name).read_bytes() == (repo / "figures" / name).read_bytes()
+    session = here / "benchmarks" / "runs" / "s"
+    assert (session / "call1-device.log").read_text() == (out / "device.log").read_text()
+    assert (session / "call1-sky_histogram.log").read_text() == \
+        (repo / ".cache" / "reproduce" / "sky_histogram.log").read_text()
+    assert "sky_histogram.ipynb done" in (session / "call1-paper.log").read_text()
+    # the README's claims table now shows what the call measured
+    record = json.loads((repo / "figures" / "sky_histogram.json").read_text())
+    assert record["results"]["claims"][0]["measured"] in (here / "README.md").read_text()
+    assert "profile smoke" in collected.stdout
+    assert "commit 0000000 (a commit this repository does not have" in collected.stdout
+
+
+def test_collect_call_keeps_the_new_runs_of_unfinished_notebooks_with_their_fingerprint(
+        tmp_path):
+    repo = copy_checkout(tmp_path / "repo")
+    carried = repo / ".device" / "runs" / "sky_histogram-smoke"
+    carried.mkdir(parents=True)
+    (carried / "a.json").write_text('["carried a"]')
+    scratch = repo / ".cache" / "sky_histogram-smoke"
+    scratch.mkdir(parents=True)
+    (scratch / "b.json").write_text('["trained here"]')
+    stand_in_device(tmp_path, FINGERPRINT="feedfacefeedface")
+    out = tmp_path / "out"
+    with tarfile.open(out / "results.tgz") as tar:
+        stamp = tar.extractfile(".cache/sky_histogram-smoke/FINGERPRINT").read()
+    assert stamp == b"feedfacefeedface\n"
+
+    here = copy_checkout(tmp_path / "here")
+    runs = here / "benchmarks" / "runs"
+    (runs / "earlier" / "sky_histogram-smoke").mkdir(parents=True)  # where a.json came from
+    (runs / "earlier" / "sky_histogram-smoke" / "a.json").write_text('["carried a"]')
+    first = collect_call(here, out)
+    assert first.returncode == 0, first.stderr
+    kept = runs / "s" / "sky_histogram-smoke"
+    assert sorted(path.name for path in kept.iterdir()) == ["FINGERPRINT", "b.json"]
+    assert (kept / "FINGERPRINT").read_text() == "feedfacefeedface\n"
+    assert (kept / "b.json").read_text() == '["trained here"]'
+    # the same files again (the second call brings back the first call's runs too)
+    second = collect_call(here, out)
+    assert "0 new finished runs" in second.stdout and "2 kept before" in second.stdout
+    assert (runs / "s" / "call2-device.log").exists() and len(list(kept.iterdir())) == 2
+
+
+@pytest.mark.parametrize("members, refusal", [
+    ({"f1lib/study.py": b"# other code"}, "does not bring back"),
+    ({"../book/mnist.ipynb": b"{}"}, "does not bring back"),
+    ({".cache/sky_segmentation-paper/0123abcd.json": b"[]"}, "without FINGERPRINT"),
+    ({".cache/sky_segmentation-paper/0123abcd.json": b"[]",
+      ".cache/sky_segmentation-paper/FINGERPRINT": b"0000000000000000\n"},
+     "collect them into another session's folder"),
+], ids=["outside", "parent", "unstamped", "other source"])
+def test_collect_call_refuses_a_tarball_it_cannot_place_and_writes_nothing(
+        tmp_path, members, refusal):
+    here = copy_checkout(tmp_path / "here")
+    session = here / "benchmarks" / "runs" / "s" / "sky_segmentation-paper"
+    session.mkdir(parents=True)
+    (session / "FINGERPRINT").write_text("feedfacefeedface\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "device.log").write_text("call starts\n")
+    with tarfile.open(out / "results.tgz", "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    refused = collect_call(here, out)
+    assert refused.returncode == 2 and refusal in refused.stderr
+    assert sorted(path.name for path in session.parent.rglob("*")) == [
+        "FINGERPRINT", "sky_segmentation-paper"]
+    assert not (here / "f1lib").joinpath("study.py").read_bytes().startswith(b"# other code")
