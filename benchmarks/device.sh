@@ -25,16 +25,18 @@
 #                  each where it belongs and rebuilds the README's claims table
 # The tracked files are sent afresh with every call, so a call's tarball holds only its
 # own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
-# are the runs that did finish: committed in benchmarks/runs/<session>/<notebook>-paper/
-# with FINGERPRINT (the f1lib source that trained them, which this script writes beside
-# them), they are readied for a later session by device_setup.sh (through
+# are the runs that did finish, beside FINGERPRINT (the f1lib source that trained them,
+# which this script writes). Committed in benchmarks/runs/<session>/<notebook>-paper/,
+# they are readied for a later session by device_setup.sh (through
 # benchmarks/carry_runs.py, while f1lib's source is unchanged) and put back in .cache/
-# here, so that they are not trained again. benchmarks/collect_call.py does the unpacking,
-# the keeping of runs and logs in benchmarks/runs/, and the README's claims table. Settings: PROFILE (paper), NOTEBOOKS (the
-# stems, default every one), JOBS (4), LIMIT_S (570), BENCH (1: every benchmark; 0: none;
-# or the names of those to run: smnist, segnet, profile and segnet-profile), PY (python3),
-# CUDA_TESTS (1; 0 skips them, see step 1), SET (notebook parameters, NAME=VALUE ...,
-# passed to f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
+# here, so that they are not trained again. benchmarks/collect_call.py does the
+# unpacking, keeps the runs and logs in benchmarks/runs/, and rebuilds the README's
+# claims table.
+# Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S
+# (570), BENCH (1: every benchmark; 0: none; or the names of those to run: smnist,
+# segnet, profile, segnet-profile and segnet-concurrent), PY (python3), CUDA_TESTS (1; 0
+# skips them, see step 1), SET (notebook parameters, NAME=VALUE ..., passed to
+# f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
 #   OUT=/tmp/out PROFILE=smoke BENCH=0 PY=.venv/bin/python bash benchmarks/device.sh
 set -uo pipefail
@@ -73,7 +75,7 @@ for folder in .device/runs/*/; do
         cp "$file" "$target" && carried=$(( carried + 1 ))
     done
 done
-every="smnist segnet profile segnet-profile"
+every="smnist segnet profile segnet-profile segnet-concurrent"
 case $BENCH in 1) benches=$every ;; 0) benches="" ;; *) benches=$BENCH ;; esac
 for name in $benches; do
     if [[ " $every " != *" $name "* ]]; then
@@ -180,6 +182,9 @@ for name in $benches; do
         profile) bench profile smnist 60 --profile 30 --outer 1 ;;
         # where the sky notebook's SegNet step spends its time, at the paper profile's size
         segnet-profile) bench segnet-profile segnet 60 --profile 30 --size 128 192 ;;
+        # whether the sky notebook's runs would train faster side by side (estimate)
+        segnet-concurrent) bench segnet-concurrent segnet 90 --concurrent 3 --size 128 192 \
+            --inner 100 --repeats 2 ;;
     esac
 done
 

@@ -29,6 +29,7 @@ gains besides.
     python benchmarks/segnet.py --device cpu --size 32 48 --width 0.125 --inner 3
     python benchmarks/segnet.py --count-flops --size 128 192   # the work, not the time
     python benchmarks/segnet.py --profile 30 --size 128 192    # where a step's time goes
+    python benchmarks/segnet.py --concurrent 3 --size 128 192  # runs side by side
 
 --count-flops counts one training step's floating-point operations
 (torch.utils.flop_counter: convolutions and matrix products, forward and
@@ -40,6 +41,19 @@ of --outer x --inner steps in the sky notebook's mode (on CUDA bf16 + channels_l
 eager and as a CUDA graph; on the CPU float32): the device's busy time per step and
 the ROWS ops with the most of it. At the paper profile's 128 x 192 it says where
 the book's longest chapter spends its time.
+
+--concurrent R asks whether R independent runs train faster side by side than
+one after another, as the sky notebook trains them now. At 128 x 192 and batch
+7 one run's step leaves the GPU under-filled (about 100 TFLOP/s on an H200,
+benchmarks/RESULTS.md), and stacking SegNet runs into one vmapped model does
+not work (f1lib.train_runs: max_unpool2d has no batching rule). The step is
+f1lib.train_runs' single-run step, built the same way, captured as a CUDA graph
+per run in bf16 + channels_last; the runs' steps are interleaved (step k of
+each run, then step k + 1), replayed on one stream, then each run on a stream
+of its own, where kernels of different runs may overlap. The rows give the time
+per run-step, the ratio to one run alone, and each run's dual step once per
+outer loop. On the CPU it runs the same loop eagerly in float32, one stream: a
+smoke test.
 """
 
 from __future__ import annotations
@@ -51,10 +65,13 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch.utils.data import Dataset
 
+import torch.nn.functional as F
+
 from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train
 from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
 from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
+from f1lib.train import CapturedStep, RunLoss, _param_groups, _run_step, batch_order
 from naive import naive_loop
 from timing import print_profile, steady_rate, timed
 
@@ -122,6 +139,77 @@ def profile_steps(args: argparse.Namespace, data: TensorData) -> None:
                                                    args.inner, cuda, graph, around=profiler))
 
 
+def interleaved_runs(data: TensorData, device: str, width: float, outer: int, inner: int,
+                     runs: int, streams: bool):
+    """(train, runs): train() trains `runs` independent runs (seeds 0, 1, ...) for outer
+    x inner steps each, their steps interleaved; on CUDA each run's step is its own CUDA
+    graph, replayed on a stream of its own when `streams` and all on the current stream
+    otherwise. runs[r] (f1lib.train.RunLoss: the model and its regularizer) ends as
+    f1lib.train_runs would train it alone with seed r."""
+    cuda = device == "cuda"
+    inputs = data.inputs.contiguous(memory_format=torch.channels_last) if cuda else data.inputs
+    data = TensorData(inputs, data.targets, data.positive)
+    schedule = Schedule(outer=outer, inner=inner, batch_size=BATCH)
+    steps, losses = [], []
+    for seed in range(runs):
+        torch.manual_seed(seed)
+        model = SegNet(width=width).to(device)
+        if cuda:
+            model = model.to(memory_format=torch.channels_last)
+        reg = F1Regularizer(data.positive, features=model.f1_features,
+                            hyper=F1Hyper(beta=1e-3)).to(device)
+        run = RunLoss(model, reg, data, F.cross_entropy, bf16=cuda)
+        step = _run_step(run, torch.optim.SGD(_param_groups(run, schedule)))
+        steps.append(CapturedStep(step) if cuda else step)
+        losses.append(run)
+    lanes = [torch.cuda.Stream() for _ in range(runs)] if cuda and streams else []
+
+    def train_all() -> None:
+        for o in range(outer):
+            orders = [batch_order(seed, o, inner, BATCH, len(data)) for seed in range(runs)]
+            if cuda:  # as f1lib.train_runs does: from pinned memory, the host does not wait
+                orders = [order.pin_memory().to(device, non_blocking=True) for order in orders]
+            for lane in lanes:  # the minibatch orders were copied on the current stream
+                lane.wait_stream(torch.cuda.current_stream())
+            for k in range(inner):
+                for r, step in enumerate(steps):
+                    with torch.cuda.stream(lanes[r]) if lanes else nullcontext():
+                        step(orders[r][k])
+            for lane in lanes:  # the dual steps read what the lanes' steps wrote
+                torch.cuda.current_stream().wait_stream(lane)
+            for run in losses:
+                run.regularizer.dual_step()
+
+    return train_all, losses
+
+
+def interleaved_time(data: TensorData, device: str, width: float, outer: int, inner: int,
+                     runs: int, streams: bool) -> float:
+    """Seconds of interleaved_runs' training, set-up and capture included."""
+    train_all, _ = interleaved_runs(data, device, width, outer, inner, runs, streams)
+    return timed(device, train_all)
+
+
+def concurrent_rows(args: argparse.Namespace, data: TensorData) -> None:
+    """One run alone against --concurrent runs interleaved, on one stream and on one each."""
+    cuda = args.device == "cuda"
+    runs = args.concurrent
+    modes = [("one run", 1, False), (f"{runs} runs, one stream", runs, False)]
+    if cuda:
+        modes.append((f"{runs} runs, {runs} streams", runs, True))
+    print(f"{'f1lib.train_runs step, ' + ('bf16 + CL + graph' if cuda else 'fp32, eager'):<36} "
+          f"{'ms/run-step':>11} {'run-steps/s':>11} {'vs one run':>10} {'setup s':>8}")
+    alone = None
+    for label, count, streams in modes:
+        per_step, fixed = steady_rate(
+            lambda k: interleaved_time(data, args.device, args.width, k, args.inner, count,
+                                       streams), args.outer, args.inner, args.repeats)
+        per_run_step = per_step / count
+        alone = alone or per_run_step
+        print(f"{label:<36} {1e3 * per_run_step:>11.2f} {1 / per_run_step:>11.1f} "
+              f"{alone / per_run_step:>9.2f}x {fixed:>8.2f}", flush=True)
+
+
 @contextmanager
 def no_tf32():
     """Full float32 convolutions and matrix products on CUDA, PyTorch's defaults restored after."""
@@ -174,7 +262,11 @@ def main() -> None:
                         help="count one training step's FLOPs instead of timing")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="profile instead of timing, and print the ROWS busiest ops")
+    parser.add_argument("--concurrent", type=int, default=0, metavar="R",
+                        help="time R runs side by side against one alone, instead")
     args = parser.parse_args()
+    if args.concurrent == 1 or args.concurrent < 0:
+        parser.error(f"--concurrent {args.concurrent}: at least 2 runs side by side")
     if args.count_flops:
         return count_flops(tuple(args.size), args.width)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -190,6 +282,8 @@ def main() -> None:
           f"({params:,} parameters); {args.size[0]}x{args.size[1]} images, batch {BATCH}")
     if args.profile:
         return profile_steps(args, data)
+    if args.concurrent:
+        return concurrent_rows(args, data)
     modes = [("fp32", False, False, True), ("bf16 + CL", True, False, True)]
     if device == "cuda":
         modes += [("bf16 + CL + graph", True, True, True), ("fp32, no TF32", False, False, False)]

@@ -210,9 +210,11 @@ def test_device_script_turns_graphs_off_only_when_a_test_of_capture_fails(
 def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path, bench_exit):
     first = stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit))
     assert [call[0] for call in first] == ["-m", "benchmarks/smnist.py", "benchmarks/segnet.py",
-                                           "benchmarks/smnist.py", "benchmarks/segnet.py", "-m"]
+                                           "benchmarks/smnist.py", "benchmarks/segnet.py",
+                                           "benchmarks/segnet.py", "-m"]
     assert "--profile" in first[3] and "--profile" not in first[1]
     assert "--profile" in first[4] and "--profile" not in first[2]
+    assert "--concurrent" in first[5] and "--profile" not in first[5]
     assert first[-1][1] == "f1lib.reproduce"
     # the second call on the warm machine: everything is settled, nothing runs again
     assert stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit)) == []
@@ -222,15 +224,18 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
 
 def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
         tmp_path):
-    # 100 s: too little for smnist.py's estimated 120 s and a margin; segnet.py's 60 s and
-    # the profiles' 60 s each fit (the stand-in takes no time)
+    # 100 s: too little for smnist.py's estimated 120 s and segnet-concurrent's 90 s with a
+    # margin; segnet.py's 60 s and the profiles' 60 s each fit (the stand-in takes no time)
     first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="100")
     assert [call[:2] for call in first if call[0].startswith("benchmarks")] == \
         [["benchmarks/segnet.py", "--repeats"], ["benchmarks/smnist.py", "--profile"],
          ["benchmarks/segnet.py", "--profile"]]
-    assert "benchmarks/smnist.py waits" in (tmp_path / "out" / "device.log").read_text()
+    log = (tmp_path / "out" / "device.log").read_text()
+    assert "benchmarks/smnist.py waits" in log
+    assert "benchmarks/segnet.py (segnet-concurrent) waits" in log
     second = stand_in_device(tmp_path, BENCH="1")
-    assert [call[:2] for call in second] == [["benchmarks/smnist.py", "--outer"]]
+    assert [call[:2] for call in second] == [["benchmarks/smnist.py", "--outer"],
+                                             ["benchmarks/segnet.py", "--concurrent"]]
 
 
 def test_segnet_flop_count_scales_with_the_pixels_and_projects_the_paper_profile():
@@ -427,3 +432,45 @@ def test_collect_call_refuses_a_tarball_it_cannot_place_and_writes_nothing(
     assert sorted(path.name for path in session.parent.rglob("*")) == [
         "FINGERPRINT", "sky_segmentation-paper"]
     assert not (here / "f1lib").joinpath("study.py").read_bytes().startswith(b"# other code")
+
+
+def test_segnet_concurrent_rows_time_runs_side_by_side_against_one_alone():
+    lines = run("segnet.py", "--concurrent", "3", "--size", "32", "48", "--width", "0.125",
+                "--inner", "4", "--images", "28", "--repeats", "1")
+    rows = {line[:36].strip(): line[36:].split() for line in table(lines, "f1lib.train_runs")}
+    assert list(rows) == ["one run", "3 runs, one stream"]  # no streams on the CPU
+    alone = float(rows["one run"][0])
+    for ms, per_s, vs_alone, _ in rows.values():
+        assert float(per_s) == pytest.approx(1e3 / float(ms), rel=0.01)
+        assert float(vs_alone[:-1]) == pytest.approx(alone / float(ms), abs=0.01)
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "segnet.py"),
+                              "--concurrent", "1"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "at least 2 runs" in refused.stderr
+
+
+def test_segnet_concurrent_runs_train_each_run_as_f1lib_trains_it_alone(monkeypatch):
+    """What --concurrent times is the notebook's training: interleaved, each run ends with
+    the weights and multipliers that f1lib.train_runs gives it alone."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from segnet import interleaved_runs
+
+    from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train_runs
+    from f1lib.data.sky import ProceduralSky, load_batches
+    from f1lib.models import SegNet
+
+    batch = load_batches(ProceduralSky(21, size=(32, 48)))
+    data = TensorData(batch.images.float() / 255, batch.masks.long(), batch.big)
+    train_all, runs = interleaved_runs(data, "cpu", 0.125, 2, 3, runs=2, streams=False)
+    train_all()
+    for seed, together in enumerate(runs):
+        torch.manual_seed(seed)
+        model = SegNet(width=0.125)
+        reg = F1Regularizer(data.positive, features=model.f1_features, hyper=F1Hyper(beta=1e-3))
+        train_runs([model], data, [reg], seeds=[seed], progress=False,
+                   schedule=Schedule(outer=2, inner=3, batch_size=7))
+        alone = {**{f"model.{k}": v for k, v in model.state_dict().items()},
+                 **{f"regularizer.{k}": v for k, v in reg.state_dict().items()}}
+        assert alone.keys() == together.state_dict().keys()
+        assert "regularizer.lam" in alone
+        for name, value in together.state_dict().items():
+            assert torch.equal(alone[name], value), f"run {seed}: {name} differs"
