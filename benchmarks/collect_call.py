@@ -32,7 +32,7 @@ NOTE_TAG = "outputs-note"
 # what device.sh puts in results.tgz, and where each kind of file goes
 KINDS = {
     "notebook": re.compile(r"book/[\w-]+\.ipynb"),
-    "figure": re.compile(r"figures/[\w.-]+"),
+    "figure": re.compile(r"figures/\w[\w.-]*"),
     "log": re.compile(r"\.cache/reproduce/[\w-]+\.log"),
     "run": re.compile(r"\.cache/[\w-]+/(\w+\.json|FINGERPRINT)"),
 }
@@ -112,10 +112,13 @@ def collect(files_at: Path, session: Path, root: Path = ROOT) -> list[str]:
         if stamp.exists() and stamp.read_text().strip() != fingerprint:
             raise ValueError(f"{stamp} says {stamp.read_text().strip()}, this call's runs "
                              f"{fingerprint}: collect them into another session's folder")
+    logs = {path.name: path.read_bytes() for path in sorted(files_at.glob("*.log"))}
+    for earlier in sorted(session.glob("call*-device.log")):
+        if earlier.read_bytes() == logs.get("device.log"):
+            raise ValueError(f"this call was collected before: {earlier} is its device.log")
     report = []
     call = next_call(session)
     session.mkdir(parents=True, exist_ok=True)
-    logs = {path.name: path.read_bytes() for path in sorted(files_at.glob("*.log"))}
     logs |= {PurePosixPath(name).name: data for name, data in found["log"].items()}
     for name, data in logs.items():
         (session / f"call{call}-{name}").write_bytes(data)

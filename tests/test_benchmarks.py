@@ -399,7 +399,11 @@ def test_collect_call_keeps_the_new_runs_of_unfinished_notebooks_with_their_fing
     assert sorted(path.name for path in kept.iterdir()) == ["FINGERPRINT", "b.json"]
     assert (kept / "FINGERPRINT").read_text() == "feedfacefeedface\n"
     assert (kept / "b.json").read_text() == '["trained here"]'
-    # the same files again (the second call brings back the first call's runs too)
+    again = collect_call(here, out)  # by mistake: nothing is written twice
+    assert again.returncode == 2 and "this call was collected before" in again.stderr
+    assert not (runs / "s" / "call2-device.log").exists()
+    # the second call brings back the first call's runs too: none is new
+    stand_in_device(tmp_path, FINGERPRINT="feedfacefeedface")
     second = collect_call(here, out)
     assert "0 new finished runs" in second.stdout and "2 kept before" in second.stdout
     assert (runs / "s" / "call2-device.log").exists() and len(list(kept.iterdir())) == 2
@@ -408,11 +412,12 @@ def test_collect_call_keeps_the_new_runs_of_unfinished_notebooks_with_their_fing
 @pytest.mark.parametrize("members, refusal", [
     ({"f1lib/study.py": b"# other code"}, "does not bring back"),
     ({"../book/mnist.ipynb": b"{}"}, "does not bring back"),
+    ({"figures/..": b"{}"}, "does not bring back"),
     ({".cache/sky_segmentation-paper/0123abcd.json": b"[]"}, "without FINGERPRINT"),
     ({".cache/sky_segmentation-paper/0123abcd.json": b"[]",
       ".cache/sky_segmentation-paper/FINGERPRINT": b"0000000000000000\n"},
      "collect them into another session's folder"),
-], ids=["outside", "parent", "unstamped", "other source"])
+], ids=["outside", "parent", "figures' parent", "unstamped", "other source"])
 def test_collect_call_refuses_a_tarball_it_cannot_place_and_writes_nothing(
         tmp_path, members, refusal):
     here = copy_checkout(tmp_path / "here")
