@@ -183,7 +183,7 @@ for name in $benches; do
         # where the sky notebook's SegNet step spends its time, at the paper profile's size
         segnet-profile) bench segnet-profile segnet 60 --profile 30 --size 128 192 ;;
         # whether the sky notebook's runs would train faster side by side (estimate)
-        segnet-concurrent) bench segnet-concurrent segnet 90 --concurrent 3 --size 128 192 \
+        segnet-concurrent) bench segnet-concurrent segnet 120 --concurrent 3 --size 128 192 \
             --inner 100 --repeats 2 ;;
     esac
 done

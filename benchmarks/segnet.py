@@ -47,13 +47,14 @@ one after another, as the sky notebook trains them now. At 128 x 192 and batch
 7 one run's step leaves the GPU under-filled (about 100 TFLOP/s on an H200,
 benchmarks/RESULTS.md), and stacking SegNet runs into one vmapped model does
 not work (f1lib.train_runs: max_unpool2d has no batching rule). The step is
-f1lib.train_runs' single-run step, built the same way, captured as a CUDA graph
-per run in bf16 + channels_last; the runs' steps are interleaved (step k of
-each run, then step k + 1), replayed on one stream, then each run on a stream
-of its own, where kernels of different runs may overlap. The rows give the time
-per run-step, the ratio to one run alone, and each run's dual step once per
-outer loop. On the CPU it runs the same loop eagerly in float32, one stream: a
-smoke test.
+f1lib.train_runs' single-run step, built the same way, in bf16 + channels_last,
+with each run's dual step once per outer loop. The runs' steps are interleaved
+(step k of each run, then step k + 1) and laid out three ways (LAYOUTS): each
+run's step a CUDA graph of its own, replayed on one stream, or each on a stream
+of its own, where kernels of different runs may overlap; or one CUDA graph of
+all R steps in R parallel branches. The rows give the time per run-step and the
+ratio to one run alone. On the CPU it runs the runs eagerly in float32, one
+after another: a smoke test.
 """
 
 from __future__ import annotations
@@ -61,8 +62,10 @@ from __future__ import annotations
 import argparse
 import statistics
 from contextlib import contextmanager, nullcontext
+from functools import partial
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 import torch.nn.functional as F
@@ -139,13 +142,21 @@ def profile_steps(args: argparse.Namespace, data: TensorData) -> None:
                                                    args.inner, cuda, graph, around=profiler))
 
 
+# how --concurrent lays R runs out on CUDA: each run's step its own graph, all replayed on
+# one stream or each on a stream of its own; or one graph of all R steps, forked into R
+# branches (the graph's parallel branches may overlap as separate streams do)
+LAYOUTS = ("one stream", "streams", "branches")
+
+
 def interleaved_runs(data: TensorData, device: str, width: float, outer: int, inner: int,
-                     runs: int, streams: bool):
+                     runs: int, layout: str = "one stream"):
     """(train, runs): train() trains `runs` independent runs (seeds 0, 1, ...) for outer
-    x inner steps each, their steps interleaved; on CUDA each run's step is its own CUDA
-    graph, replayed on a stream of its own when `streams` and all on the current stream
-    otherwise. runs[r] (f1lib.train.RunLoss: the model and its regularizer) ends as
+    x inner steps each, their steps interleaved (step k of every run, then step k + 1),
+    laid out on CUDA as LAYOUTS says; on the CPU all run eagerly, one after another.
+    runs[r] (f1lib.train.RunLoss: the model and its regularizer) ends as
     f1lib.train_runs would train it alone with seed r."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: one of {LAYOUTS}")
     cuda = device == "cuda"
     inputs = data.inputs.contiguous(memory_format=torch.channels_last) if cuda else data.inputs
     data = TensorData(inputs, data.targets, data.positive)
@@ -159,24 +170,37 @@ def interleaved_runs(data: TensorData, device: str, width: float, outer: int, in
         reg = F1Regularizer(data.positive, features=model.f1_features,
                             hyper=F1Hyper(beta=1e-3)).to(device)
         run = RunLoss(model, reg, data, F.cross_entropy, bf16=cuda)
-        step = _run_step(run, torch.optim.SGD(_param_groups(run, schedule)))
-        steps.append(CapturedStep(step) if cuda else step)
+        steps.append(_run_step(run, torch.optim.SGD(_param_groups(run, schedule))))
         losses.append(run)
-    lanes = [torch.cuda.Stream() for _ in range(runs)] if cuda and streams else []
+    lanes = [torch.cuda.Stream() for _ in range(runs)] if cuda and layout != "one stream" else []
+
+    def on_lanes(idx: Tensor, steps=steps) -> None:
+        """Step k of every run: idx (R, B), run r's on lane r when there are lanes."""
+        here = torch.cuda.current_stream() if lanes else None
+        for r, step in enumerate(steps):
+            if lanes:
+                lanes[r].wait_stream(here)
+            with torch.cuda.stream(lanes[r]) if lanes else nullcontext():
+                step(idx[r])
+        for lane in lanes:  # joined again: the caller's stream (or capture) sees every step
+            here.wait_stream(lane)
+
+    if cuda and layout == "branches":
+        step_all = CapturedStep(on_lanes)
+    elif cuda:
+        step_all = partial(on_lanes, steps=[CapturedStep(step) for step in steps])
+    else:
+        step_all = on_lanes
 
     def train_all() -> None:
         for o in range(outer):
-            orders = [batch_order(seed, o, inner, BATCH, len(data)) for seed in range(runs)]
-            if cuda:  # as f1lib.train_runs does: from pinned memory, the host does not wait
-                orders = [order.pin_memory().to(device, non_blocking=True) for order in orders]
-            for lane in lanes:  # the minibatch orders were copied on the current stream
-                lane.wait_stream(torch.cuda.current_stream())
+            order = torch.stack([batch_order(seed, o, inner, BATCH, len(data))
+                                 for seed in range(runs)], dim=1)  # (inner, R, B)
+            # as f1lib.train_runs does: from pinned memory, the host does not wait
+            order = (order.pin_memory().to(device, non_blocking=True) if cuda
+                     else order.to(device))
             for k in range(inner):
-                for r, step in enumerate(steps):
-                    with torch.cuda.stream(lanes[r]) if lanes else nullcontext():
-                        step(orders[r][k])
-            for lane in lanes:  # the dual steps read what the lanes' steps wrote
-                torch.cuda.current_stream().wait_stream(lane)
+                step_all(order[k])
             for run in losses:
                 run.regularizer.dual_step()
 
@@ -184,30 +208,53 @@ def interleaved_runs(data: TensorData, device: str, width: float, outer: int, in
 
 
 def interleaved_time(data: TensorData, device: str, width: float, outer: int, inner: int,
-                     runs: int, streams: bool) -> float:
+                     runs: int, layout: str) -> float:
     """Seconds of interleaved_runs' training, set-up and capture included."""
-    train_all, _ = interleaved_runs(data, device, width, outer, inner, runs, streams)
+    train_all, _ = interleaved_runs(data, device, width, outer, inner, runs, layout)
     return timed(device, train_all)
 
 
+def layouts_differ(data: TensorData, device: str, width: float, inner: int,
+                   runs: int) -> dict[str, float]:
+    """Per layout but the first: the largest difference of any run's final weights,
+    buffers and multipliers from the one-stream layout's, after one outer loop."""
+    finals = {}
+    for layout in LAYOUTS:
+        train_all, losses = interleaved_runs(data, device, width, 1, inner, runs, layout)
+        train_all()
+        finals[layout] = [run.state_dict() for run in losses]
+    base = finals[LAYOUTS[0]]
+    return {layout: max(float((a.float() - b.float()).abs().max())
+                        for mine, theirs in zip(finals[layout], base)
+                        for a, b in zip(mine.values(), theirs.values()))
+            for layout in LAYOUTS[1:]}
+
+
 def concurrent_rows(args: argparse.Namespace, data: TensorData) -> None:
-    """One run alone against --concurrent runs interleaved, on one stream and on one each."""
+    """One run alone against --concurrent runs interleaved, in each of LAYOUTS (CUDA) or
+    one after another (CPU)."""
     cuda = args.device == "cuda"
     runs = args.concurrent
-    modes = [("one run", 1, False), (f"{runs} runs, one stream", runs, False)]
+    modes = [("one run", 1, "one stream"), (f"{runs} runs, one stream", runs, "one stream")]
     if cuda:
-        modes.append((f"{runs} runs, {runs} streams", runs, True))
+        modes += [(f"{runs} runs, {runs} streams", runs, "streams"),
+                  (f"{runs} runs, one graph, {runs} branches", runs, "branches")]
     print(f"{'f1lib.train_runs step, ' + ('bf16 + CL + graph' if cuda else 'fp32, eager'):<36} "
           f"{'ms/run-step':>11} {'run-steps/s':>11} {'vs one run':>10} {'setup s':>8}")
     alone = None
-    for label, count, streams in modes:
+    for label, count, layout in modes:
         per_step, fixed = steady_rate(
             lambda k: interleaved_time(data, args.device, args.width, k, args.inner, count,
-                                       streams), args.outer, args.inner, args.repeats)
+                                       layout), args.outer, args.inner, args.repeats)
         per_run_step = per_step / count
         alone = alone or per_run_step
         print(f"{label:<36} {1e3 * per_run_step:>11.2f} {1 / per_run_step:>11.1f} "
               f"{alone / per_run_step:>9.2f}x {fixed:>8.2f}", flush=True)
+    if cuda:  # the runs must train as they do alone, whatever the layout
+        differ = layouts_differ(data, args.device, args.width, args.inner, runs)
+        print(f"{runs} runs' final state, largest difference from one stream's after "
+              f"{args.inner} steps: " + ", ".join(f"{layout} {value:.3g}"
+                                                for layout, value in differ.items()))
 
 
 @contextmanager

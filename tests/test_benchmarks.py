@@ -224,7 +224,7 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
 
 def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
         tmp_path):
-    # 100 s: too little for smnist.py's estimated 120 s and segnet-concurrent's 90 s with a
+    # 100 s: too little for smnist.py's and segnet-concurrent's estimated 120 s with a
     # margin; segnet.py's 60 s and the profiles' 60 s each fit (the stand-in takes no time)
     first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="100")
     assert [call[:2] for call in first if call[0].startswith("benchmarks")] == \
@@ -465,7 +465,7 @@ def test_segnet_concurrent_runs_train_each_run_as_f1lib_trains_it_alone(monkeypa
 
     batch = load_batches(ProceduralSky(21, size=(32, 48)))
     data = TensorData(batch.images.float() / 255, batch.masks.long(), batch.big)
-    train_all, runs = interleaved_runs(data, "cpu", 0.125, 2, 3, runs=2, streams=False)
+    train_all, runs = interleaved_runs(data, "cpu", 0.125, 2, 3, runs=2)
     train_all()
     for seed, together in enumerate(runs):
         torch.manual_seed(seed)
