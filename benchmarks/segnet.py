@@ -18,6 +18,8 @@ fp32          f1lib.train on the images held on the device, float32, NCHW (on
 fp32, no TF32 the same in full float32 (CUDA only; a row for reference, not the base)
 bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
+bf16+CL+graph+tuned the same with cuDNN's autotuner on (torch.backends.cudnn.benchmark:
+              each convolution's fastest algorithm, timed on its first call; CUDA only)
 
 Images/s are medians over --repeats timings: the naive loop's over --steps
 steps after 3 warm-up steps, f1lib's steady-state (benchmarks/timing.steady_rate:
@@ -268,6 +270,18 @@ def no_tf32():
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+@contextmanager
+def cudnn_autotune():
+    """cuDNN picks each convolution's algorithm by timing the candidates on its first
+    call (torch.backends.cudnn.benchmark), PyTorch's default restored after."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 def count_flops(size: tuple[int, int], width: float) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -331,9 +345,11 @@ def main() -> None:
         return profile_steps(args, data)
     if args.concurrent:
         return concurrent_rows(args, data)
-    modes = [("fp32", False, False, True), ("bf16 + CL", True, False, True)]
+    modes = [("fp32", False, False, nullcontext), ("bf16 + CL", True, False, nullcontext)]
     if device == "cuda":
-        modes += [("bf16 + CL + graph", True, True, True), ("fp32, no TF32", False, False, False)]
+        modes += [("bf16 + CL + graph", True, True, nullcontext),
+                  ("bf16+CL+graph+tuned", True, True, cudnn_autotune),
+                  ("fp32, no TF32", False, False, no_tf32)]
     print(f"{'mode':<20} {'ms/step':>9} {'images/s':>9} {'vs naive':>9} {'vs fp32':>8} "
           f"{'setup s':>8}")
     # each row as soon as it is measured: a run stopped midway keeps the rows it had
@@ -341,8 +357,8 @@ def main() -> None:
                               for _ in range(args.repeats))
     print(f"{'naive loop':<20} {1e3 * naive:>9.2f} {BATCH / naive:>9.1f} {1:>8.2f}x", flush=True)
     fp32 = None
-    for label, fast, graph, tf32 in modes:
-        with nullcontext() if tf32 else no_tf32():
+    for label, fast, graph, setting in modes:
+        with setting():
             per_step, fixed = steady_rate(
                 lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph),
                 args.outer, args.inner, args.repeats)

@@ -224,9 +224,9 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
 
 def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
         tmp_path):
-    # 100 s: too little for smnist.py's and segnet-concurrent's estimated 120 s with a
-    # margin; segnet.py's 60 s and the profiles' 60 s each fit (the stand-in takes no time)
-    first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="100")
+    # 110 s: too little for smnist.py's and segnet-concurrent's estimated 120 s with a
+    # margin; segnet.py's 75 s and the profiles' 60 s each fit (the stand-in takes no time)
+    first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="110")
     assert [call[:2] for call in first if call[0].startswith("benchmarks")] == \
         [["benchmarks/segnet.py", "--repeats"], ["benchmarks/smnist.py", "--profile"],
          ["benchmarks/segnet.py", "--profile"]]
@@ -254,16 +254,25 @@ def test_segnet_flop_count_scales_with_the_pixels_and_projects_the_paper_profile
     assert pflop == pytest.approx(paper * 6 * 24_000 / 1e6, rel=0.01)
 
 
-def test_segnet_benchmark_full_float32_row_restores_pytorch_defaults(monkeypatch):
+def test_segnet_benchmark_rows_of_other_backend_settings_restore_pytorch_defaults(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from segnet import no_tf32
+    from segnet import cudnn_autotune, no_tf32
 
     backends = torch.backends
-    defaults = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+
+    def settings():
+        return (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32,
+                backends.cudnn.benchmark)
+
+    defaults = settings()
     with pytest.raises(KeyboardInterrupt), no_tf32():
         assert not backends.cudnn.allow_tf32 and not backends.cuda.matmul.allow_tf32
         raise KeyboardInterrupt  # an interrupted timing too
-    assert (backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32) == defaults
+    assert settings() == defaults
+    with pytest.raises(KeyboardInterrupt), cudnn_autotune():
+        assert backends.cudnn.benchmark
+        raise KeyboardInterrupt
+    assert settings() == defaults and not backends.cudnn.benchmark
 
 
 def test_device_script_runs_only_the_benchmarks_that_bench_names(tmp_path):
