@@ -222,12 +222,13 @@ for name in sys.argv[1:]:
 mapfile -t runs_done < <(ls .cache/*-"$PROFILE"/*.json 2>/dev/null)
 # with the f1lib source that trained them, for benchmarks/collect_call.py to keep them by; the
 # runs carried here were trained by the same (benchmarks/carry_runs.py carries no other)
+stamps=()
 if [ -n "$fingerprint" ]; then
     for folder in $(printf '%s\n' "${runs_done[@]}" | xargs -r -n1 dirname | sort -u); do
-        echo "$fingerprint" > "$folder/FINGERPRINT" && runs_done+=("$folder/FINGERPRINT")
+        echo "$fingerprint" > "$folder/FINGERPRINT" && stamps+=("$folder/FINGERPRINT")
     done
 fi
-tar czf "$OUT/results.tgz" "${outputs[@]}" "${runs_done[@]}" .cache/reproduce
+tar czf "$OUT/results.tgz" "${outputs[@]}" "${runs_done[@]}" "${stamps[@]}" .cache/reproduce
 say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files, ${#runs_done[@]} finished runs of unfinished notebooks"
 
 say "call ends"

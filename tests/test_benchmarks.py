@@ -397,6 +397,7 @@ def test_collect_call_keeps_the_new_runs_of_unfinished_notebooks_with_their_fing
     with tarfile.open(out / "results.tgz") as tar:
         stamp = tar.extractfile(".cache/sky_histogram-smoke/FINGERPRINT").read()
     assert stamp == b"feedfacefeedface\n"
+    assert "2 finished runs of unfinished notebooks" in (out / "device.log").read_text()
 
     here = copy_checkout(tmp_path / "here")
     runs = here / "benchmarks" / "runs"
