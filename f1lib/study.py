@@ -160,6 +160,21 @@ def library_fingerprint(package: Path = PACKAGE) -> str:
     return digest.hexdigest()[:16]
 
 
+def tensor_digest(*tensors: torch.Tensor, chunk_bytes: int = 1 << 26) -> str:
+    """A hash of the tensors' dtypes, shapes and values, on any device, for the keys of
+    run_study: the data a run trained and was evaluated on belongs in its key. It reads
+    each tensor once, `chunk_bytes` at a time (S-MNIST's 2 GB: 2 s on a 2-core VM)."""
+    digest = hashlib.sha1()
+    for tensor in tensors:
+        digest.update(f"{tensor.dtype} {tuple(tensor.shape)}\0".encode())
+        flat = tensor.detach().contiguous().view(-1)
+        step = max(1, chunk_bytes // max(1, flat.element_size()))
+        for start in range(0, flat.numel(), step):
+            part = flat[start:start + step].cpu()
+            digest.update(part.view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
 def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[list[dict]]],
               work_dir: Path, setting: object, together: bool = True) -> pd.DataFrame:
     """Every run's history rows, one per run and outer loop, in the order of `runs`.

@@ -232,3 +232,25 @@ def test_a_finished_study_is_not_trained_again(tmp_path, monkeypatch):
     again = run_mnist_study(runs, train_set, test_set, schedule, tmp_path)
     pd.testing.assert_frame_equal(first, again)
     assert not list(tmp_path.glob("*.ckpt"))  # finished runs leave no checkpoint
+
+
+def test_runs_of_other_data_train_again(tmp_path, monkeypatch):
+    """An interrupted study's runs resume only on the data they trained and were tested on:
+    here the same number of test images, in another order."""
+    train_set, test_set = tiny_smnist()
+    runs = run_matrix(["stable"], [1e-3], seeds=1)
+    schedule = Schedule(outer=1, inner=3, batch_size=20)
+    run_mnist_study(runs, train_set, test_set, schedule, tmp_path)
+    trained = []
+
+    def counted(batch, *args, **kwargs):
+        trained.extend(batch)
+        return train_batch(batch, *args, **kwargs)
+
+    monkeypatch.setattr("f1lib.mnist_study.train_batch", counted)
+    run_mnist_study(runs, train_set, test_set, schedule, tmp_path)
+    assert trained == []  # the same data: the finished runs are used
+    reordered = type(test_set)(test_set.images.flip(0), test_set.digits.flip(0),
+                               test_set.big.flip(0))
+    run_mnist_study(runs, train_set, reordered, schedule, tmp_path)
+    assert trained == runs

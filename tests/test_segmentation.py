@@ -9,7 +9,7 @@ from f1lib import Schedule, train
 from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datasets
 from f1lib.metrics import per_image_iou, sky_iou, thresholded_iou
 from f1lib.models import SegNet
-from f1lib.sky_study import SkySet, pack_masks, train_run, unpack_masks
+from f1lib.sky_study import SkySet, pack_masks, run_sky_study, train_run, unpack_masks
 from f1lib.study import Run
 
 from test_train import StateProbe, probe_data
@@ -119,6 +119,25 @@ def test_a_run_scores_its_masks_and_keeps_the_samples():
     assert "sample_masks" in rows[-1] and "sample_masks" not in rows[0]
     masks = unpack_masks(rows[-1]["sample_masks"], (3, 32, 48))
     assert masks.dtype == torch.bool and masks.shape == (3, 32, 48)
+
+
+def test_a_sky_study_resumes_only_on_the_data_its_runs_saw(tmp_path, monkeypatch):
+    train_set, test_set = tiny_sky()
+    runs, schedule = [Run("stable", 1e-3, 0)], Schedule(outer=1, inner=2, batch_size=7)
+    run_sky_study(runs, train_set, test_set, schedule, tmp_path, width=0.125, samples=0)
+    trained = []
+
+    def counted(run, *args, **kwargs):
+        trained.append(run)
+        return train_run(run, *args, **kwargs)
+
+    monkeypatch.setattr("f1lib.sky_study.train_run", counted)
+    run_sky_study(runs, train_set, test_set, schedule, tmp_path, width=0.125, samples=0)
+    assert trained == []
+    # the same number of test scenes, of another seed
+    other_test = SkySet.from_batch(load_batches(ProceduralSky(7, size=(32, 48), seed=10)), "cpu")
+    run_sky_study(runs, train_set, other_test, schedule, tmp_path, width=0.125, samples=0)
+    assert trained == runs
 
 
 def test_packed_masks_round_trip():

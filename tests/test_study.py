@@ -13,6 +13,7 @@ from f1lib import Schedule, SharedHeadMLP, TensorData
 from f1lib.data.gaussians import gaussian_problem
 from f1lib.study import (PACKAGE, Run, batch_key, interval_text, library_fingerprint,
                          paired_differences, points_text, run_matrix, run_study, run_tag,
+                         tensor_digest,
                          summarize, tagged_rows, train_together)
 from f1lib.train import NonFiniteError
 
@@ -205,3 +206,22 @@ def test_a_resumed_batch_keeps_its_checkpoint_interval_and_the_time_before_the_i
     # the 25 s of loop 4 and the part of loop 5 trained before the interruption are lost
     assert [run_rows[-1]["wall_s"] for run_rows in rows] == [75.0, 75.0]
     assert [len(run_rows) for run_rows in rows] == [6, 6]
+
+
+def test_the_data_digest_follows_every_value_dtype_and_shape():
+    torch.manual_seed(0)
+    data = torch.rand(50, 8, 8)
+    assert tensor_digest(data) == tensor_digest(data.clone())
+    assert tensor_digest(data.mT) == tensor_digest(data.mT.contiguous())  # the values, not strides
+    # one ulp in the last element, read in chunks of 100 bytes or all at once
+    nudged = data.clone()
+    nudged[-1, -1, -1] = torch.nextafter(nudged[-1, -1, -1], torch.tensor(2.0))
+    assert tensor_digest(nudged) != tensor_digest(data)
+    assert tensor_digest(nudged, chunk_bytes=100) != tensor_digest(data, chunk_bytes=100)
+    assert tensor_digest(data, chunk_bytes=100) == tensor_digest(data)
+    # the same bytes as another shape or dtype, or twice, are other data
+    assert tensor_digest(data.view(50, 64)) != tensor_digest(data)
+    assert tensor_digest(data.view(torch.int32)) != tensor_digest(data)
+    assert tensor_digest(data, data) != tensor_digest(data)
+    assert tensor_digest(torch.zeros(4, dtype=torch.bool)) != \
+        tensor_digest(torch.zeros(4, dtype=torch.uint8))
