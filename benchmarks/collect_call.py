@@ -19,13 +19,13 @@ the whole tarball before it writes anything, and refuses one that holds anything
 import argparse
 import json
 import re
-import subprocess
 import tarfile
 from pathlib import Path, PurePosixPath
 
 import nbformat
 
 from f1lib.ledger import update_readme
+from f1lib.provenance import _git
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTE_TAG = "outputs-note"
@@ -84,15 +84,12 @@ def kept_before(runs: Path, folder: str) -> set[bytes]:
 
 def git_note(root: Path, commit: str) -> str:
     """Whether f1lib differs between the commit that a record names and HEAD here."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-
-    head = git("rev-parse", "HEAD").stdout.strip()
+    head = _git("rev-parse", "HEAD", cwd=root) or ""
     if commit == head:
         return "HEAD here"
-    if git("cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
+    if _git("cat-file", "-e", f"{commit}^{{commit}}", cwd=root) is None:
         return "a commit this repository does not have: check it"
-    changed = git("diff", "--name-only", commit, "HEAD", "--", "f1lib").stdout.split()
+    changed = (_git("diff", "--name-only", commit, "HEAD", "--", "f1lib", cwd=root) or "").split()
     return (f"f1lib unchanged since, at HEAD {head[:7]}" if not changed else
             f"f1lib changed since ({', '.join(changed)}): these outputs are not today's code's")
 

@@ -67,10 +67,9 @@ from contextlib import contextmanager, nullcontext
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
-
-import torch.nn.functional as F
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train
 from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
@@ -97,12 +96,29 @@ class PerSampleSky(Dataset):
         return b.images[i].float() / 255.0, b.masks[i].long(), b.big[i], i
 
 
+def segnet_run(positive: Tensor, device: str, width: float, seed: int = 0,
+               channels_last: bool = False) -> tuple[SegNet, F1Regularizer]:
+    """Every mode's run: SegNet initialised from `seed`, and its stable F1 regularizer
+    (beta 1e-3) over the scenes' big/small labels `positive`, on `device`."""
+    torch.manual_seed(seed)
+    model = SegNet(width=width).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    reg = F1Regularizer(positive, features=model.f1_features, hyper=F1Hyper(beta=1e-3))
+    return model, reg.to(device)
+
+
+def in_layout(data: TensorData, channels_last: bool) -> TensorData:
+    """The data with its images in channels_last memory format, when asked."""
+    if not channels_last:
+        return data
+    return TensorData(data.inputs.contiguous(memory_format=torch.channels_last), data.targets,
+                      data.positive)
+
+
 def naive_time(batch: SkyBatch, device: str, width: float, steps: int, inner: int) -> float:
     """Seconds per step of the naive loop (benchmarks/naive.py) on the sky scenes."""
-    torch.manual_seed(0)
-    model = SegNet(width=width).to(device)
-    reg = F1Regularizer(batch.big, features=model.f1_features,
-                        hyper=F1Hyper(beta=1e-3)).to(device)
+    model, reg = segnet_run(batch.big, device, width)
 
     def ious(logits, masks, big):
         sky, truth = logits.argmax(1) == 1, masks == 1
@@ -117,15 +133,8 @@ def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: 
                 fast: bool, graph: bool, around=None) -> float:
     """Seconds to train outer x inner steps (inside the context manager `around`,
     if given: the model's set-up stays outside)."""
-    torch.manual_seed(0)
-    model = SegNet(width=width).to(device)
-    inputs = data.inputs
-    if fast:
-        model = model.to(memory_format=torch.channels_last)
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    data = TensorData(inputs, data.targets, data.positive)
-    reg = F1Regularizer(data.positive, features=model.f1_features,
-                        hyper=F1Hyper(beta=1e-3)).to(device)
+    data = in_layout(data, fast)
+    model, reg = segnet_run(data.positive, device, width, channels_last=fast)
     return timed(device, lambda: train(
         model, data, reg, schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH),
         bf16=fast, graph=graph, progress=False), around)
@@ -160,17 +169,11 @@ def interleaved_runs(data: TensorData, device: str, width: float, outer: int, in
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}: one of {LAYOUTS}")
     cuda = device == "cuda"
-    inputs = data.inputs.contiguous(memory_format=torch.channels_last) if cuda else data.inputs
-    data = TensorData(inputs, data.targets, data.positive)
+    data = in_layout(data, cuda)
     schedule = Schedule(outer=outer, inner=inner, batch_size=BATCH)
     steps, losses = [], []
     for seed in range(runs):
-        torch.manual_seed(seed)
-        model = SegNet(width=width).to(device)
-        if cuda:
-            model = model.to(memory_format=torch.channels_last)
-        reg = F1Regularizer(data.positive, features=model.f1_features,
-                            hyper=F1Hyper(beta=1e-3)).to(device)
+        model, reg = segnet_run(data.positive, device, width, seed, channels_last=cuda)
         run = RunLoss(model, reg, data, F.cross_entropy, bf16=cuda)
         steps.append(_run_step(run, torch.optim.SGD(_param_groups(run, schedule))))
         losses.append(run)

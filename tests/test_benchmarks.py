@@ -90,6 +90,14 @@ def copy_checkout(repo: Path) -> Path:
     return repo
 
 
+def smoke_env(repo: Path, out: Path) -> dict:
+    """device.sh's settings for a real call on this CPU: sky_histogram, smoke profile, no
+    benchmarks, commit 0...0; smoke keeps its figures out of the checkout unless told where."""
+    return {**os.environ, "OUT": str(out), "PROFILE": "smoke", "NOTEBOOKS": "sky_histogram",
+            "BENCH": "0", "PY": sys.executable, "F1LIB_GIT_COMMIT": "0" * 40,
+            "F1LIB_FIGURES": str(repo / "figures")}
+
+
 def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(tmp_path):
     repo, out = copy_checkout(tmp_path / "repo"), tmp_path / "out"
     # the GPU machine's copy has a .git of its own, at another commit than the one copied
@@ -98,10 +106,7 @@ def test_device_script_brings_back_finished_notebooks_and_never_repeats_a_step(t
         subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
     own = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True,
                          capture_output=True, text=True).stdout.strip()
-    # smoke keeps its figures out of the checkout unless told where they go
-    env = {**os.environ, "OUT": str(out), "PROFILE": "smoke", "NOTEBOOKS": "sky_histogram",
-           "BENCH": "0", "PY": sys.executable, "F1LIB_GIT_COMMIT": "0" * 40,
-           "F1LIB_FIGURES": str(repo / "figures")}
+    env = smoke_env(repo, out)
 
     def call():
         shutil.rmtree(out, ignore_errors=True)  # the device tool empties $OUT before a call
@@ -355,10 +360,7 @@ def test_collect_call_puts_a_calls_notebooks_figures_and_logs_where_they_belong(
     nb.cells.insert(1, nbformat.v4.new_markdown_cell(
         "The outputs below are from another run.", metadata={"tags": ["outputs-note"]}))
     nbformat.write(nb, notebook)
-    env = {**os.environ, "OUT": str(out), "PROFILE": "smoke", "NOTEBOOKS": "sky_histogram",
-           "BENCH": "0", "PY": sys.executable, "F1LIB_GIT_COMMIT": "0" * 40,
-           "F1LIB_FIGURES": str(repo / "figures")}
-    subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=env, check=True,
+    subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=smoke_env(repo, out), check=True,
                    capture_output=True, timeout=600)
 
     here = copy_checkout(tmp_path / "here")
