@@ -28,8 +28,8 @@
 # are the runs that did finish, beside FINGERPRINT (the f1lib source that trained them,
 # which this script writes). Committed in benchmarks/runs/<session>/<notebook>-paper/,
 # they are readied for a later session by device_setup.sh (through
-# benchmarks/carry_runs.py, while f1lib's source is unchanged) and put back in .cache/
-# here, so that they are not trained again. benchmarks/collect_call.py does the
+# benchmarks/carry_runs.py, while the source that trains them is unchanged) and put back
+# in .cache/ here, so that they are not trained again. benchmarks/collect_call.py does the
 # unpacking, keeps the runs and logs in benchmarks/runs/, and rebuilds the README's
 # claims table.
 # Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S

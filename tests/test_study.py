@@ -11,10 +11,10 @@ import torch
 
 from f1lib import Schedule, SharedHeadMLP, TensorData
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.study import (PACKAGE, Run, batch_key, interval_text, library_fingerprint,
+from f1lib.study import (PACKAGE, STUDY_MODULES, Run, batch_key, interval_text, library_fingerprint,
                          paired_differences, points_text, run_matrix, run_study, run_tag,
                          tensor_digest,
-                         summarize, tagged_rows, train_together)
+                         study_sources, summarize, tagged_rows, train_together)
 from f1lib.train import NonFiniteError
 
 study_module = importlib.import_module("f1lib.study")
@@ -113,6 +113,39 @@ def test_the_library_fingerprint_follows_the_source(tmp_path):
     assert library_fingerprint(copy) == library_fingerprint()
     (copy / "regularizer.py").write_text((copy / "regularizer.py").read_text() + "\n# edited\n")
     assert library_fingerprint.__wrapped__(copy) != library_fingerprint()
+
+
+
+def test_the_fingerprint_skips_the_modules_that_only_present_results(tmp_path):
+    copy = shutil.copytree(PACKAGE, tmp_path / "f1lib",
+                           ignore=shutil.ignore_patterns("__pycache__"))
+    names = {p.relative_to(copy).as_posix() for p in study_sources(copy)}
+    assert {"__init__.py", "regularizer.py", "train.py", "models.py", "study.py",
+            "data/__init__.py", "data/mnist.py", "data/sky.py"} <= names
+    assert not names & {"plots.py", "ledger.py", "provenance.py", "reproduce.py", "profiles.py"}
+    before = library_fingerprint.__wrapped__(copy)
+    (copy / "plots.py").write_text((copy / "plots.py").read_text() + "\n# edited\n")
+    assert library_fingerprint.__wrapped__(copy) == before
+    # data/sky.py reaches the runs only through sky_study's import
+    (copy / "data" / "sky.py").write_text((copy / "data" / "sky.py").read_text() + "\n# e\n")
+    assert library_fingerprint.__wrapped__(copy) != before
+
+
+def test_the_study_sources_follow_relative_imports_through_packages(tmp_path):
+    files = {"__init__.py": "", "a.py": "from .sub.b import x\nimport os\n",
+             "sub/__init__.py": "", "sub/b.py": "from ..c import x\n",
+             "c.py": "x = 1\n", "d.py": "from . import a\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    found = {p.relative_to(tmp_path).as_posix() for p in study_sources(tmp_path, ("a",))}
+    assert found == {"__init__.py", "a.py", "sub/__init__.py", "sub/b.py", "c.py"}
+
+
+def test_every_module_that_keeps_runs_is_a_root_of_the_fingerprint():
+    callers = {p.stem for p in PACKAGE.rglob("*.py")
+               if "run_study(" in p.read_text() and p.name != "study.py"}
+    assert callers == set(STUDY_MODULES)
 
 
 def test_runs_that_other_code_finished_train_again(tmp_path, monkeypatch):
