@@ -67,7 +67,9 @@ def scratch_dir(name: str, profile: str) -> Path:
     return folder
 
 
-def _git(*args: str, cwd: Path) -> str | None:
+def run_git(*args: str, cwd: Path) -> str | None:
+    """git's output (stripped) for `args` run in `cwd`, or None where git is missing, fails
+    or takes over 10 s."""
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                              timeout=10, check=True)
@@ -88,18 +90,21 @@ def git_state() -> dict:
     named = os.environ.get("F1LIB_GIT_COMMIT")
     if named:
         modified = None
-        if root is not None and _git("cat-file", "-e", f"{named}^{{commit}}", cwd=root) is not None:
-            changed = _git("diff", "--name-only", named, "--", "f1lib", cwd=root)
-            untracked = _git("ls-files", "--others", "--exclude-standard", "--", "f1lib", cwd=root)
+        known = root is not None and run_git("cat-file", "-e", f"{named}^{{commit}}",
+                                              cwd=root) is not None
+        if known:
+            changed = run_git("diff", "--name-only", named, "--", "f1lib", cwd=root)
+            untracked = run_git("ls-files", "--others", "--exclude-standard", "--", "f1lib",
+                                cwd=root)
             if changed is not None and untracked is not None:
                 modified = bool(changed or untracked)
         return {"commit": named, "library_modified": modified, "commit_from": "F1LIB_GIT_COMMIT"}
-    commit = _git("rev-parse", "HEAD", cwd=root) if root is not None else None
+    commit = run_git("rev-parse", "HEAD", cwd=root) if root is not None else None
     if commit is None:
         return {"commit": None, "library_modified": None}
     # the notebooks and figures change while the book is reproduced; what
     # matters for the numbers is whether the library differed from the commit
-    status = _git("status", "--porcelain", "--", "f1lib", cwd=root)
+    status = run_git("status", "--porcelain", "--", "f1lib", cwd=root)
     return {"commit": commit, "library_modified": None if status is None else bool(status)}
 
 
