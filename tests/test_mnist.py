@@ -254,3 +254,24 @@ def test_runs_of_other_data_train_again(tmp_path, monkeypatch):
                                test_set.big.flip(0))
     run_mnist_study(runs, train_set, reordered, schedule, tmp_path)
     assert trained == runs
+
+
+def test_figure_6_marks_a_setting_whose_runs_all_diverged():
+    from f1lib.plots import mnist_figure
+
+    rows = []
+    for run, method, beta in (("baseline", "baseline", 0.0), ("paper, β=0.001", "paper", 1e-3),
+                              ("paper, β=0.1", "paper", 0.1)):
+        for seed in (0, 1):
+            diverged = beta == 0.1 or (beta == 1e-3 and seed == 1)
+            for outer in (1, 2):
+                rows.append({"run": run, "method": method, "beta": beta, "seed": seed,
+                             "lr_scale": 1.0, "outer": outer, "acc": 0.9, "gap": 0.01,
+                             "head_f1": 0.8,
+                             "status": "diverged at outer loop 3" if diverged else "finished"})
+    figure = mnist_figure(pd.DataFrame(rows), figure_beta=1e-3)
+    for ax in figure.axes[2:]:
+        marks = {text.get_text(): text.xy[0] for text in ax.texts}
+        assert marks == {"1/2 diverged": 1e-3, "2/2 diverged": 0.1}
+        low, high = ax.get_xlim()
+        assert low < 1e-3 and 0.1 < high  # the all-diverged setting is inside the axis
