@@ -3,6 +3,7 @@
 Executing them is nbval's job (`make test`); these checks need no kernel.
 """
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -35,3 +36,16 @@ def test_notebook_is_parameterised_listed_and_error_free(path):
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             assert output.output_type != "error", f"stored error in {path.name}"
+
+
+def test_an_erratum_that_points_to_a_pages_note_on_its_outputs_has_that_note():
+    # README and the claims page may point at a chapter's note on where its outputs came from
+    # (a cell tagged outputs-note, which benchmarks/collect_call.py drops when new outputs
+    # arrive); such an erratum must go when the note goes
+    root = BOOK.parent
+    pointers = [(page, target) for page in (root / "README.md", BOOK / "claims.md")
+                for target in re.findall(r"\[its note\]\(([^)]+\.ipynb)\)", page.read_text())]
+    for page, target in pointers:
+        nb = nbformat.read(page.parent / target, as_version=4)
+        notes = [c for c in nb.cells if "outputs-note" in c.metadata.get("tags", [])]
+        assert notes, f"{page.name} points to the note of {target}, which has none: drop it"
