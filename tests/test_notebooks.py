@@ -38,14 +38,16 @@ def test_notebook_is_parameterised_listed_and_error_free(path):
             assert output.output_type != "error", f"stored error in {path.name}"
 
 
-def test_an_erratum_that_points_to_a_pages_note_on_its_outputs_has_that_note():
+def test_an_erratum_that_points_to_a_pages_note_on_its_outputs_has_that_note(monkeypatch):
     # README and the claims page may point at a chapter's note on where its outputs came from
-    # (a cell tagged outputs-note, which benchmarks/collect_call.py drops when new outputs
+    # (a cell tagged NOTE_TAG, which benchmarks/collect_call.py drops when new outputs
     # arrive); such an erratum must go when the note goes
     root = BOOK.parent
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    from collect_call import NOTE_TAG
     pointers = [(page, target) for page in (root / "README.md", BOOK / "claims.md")
                 for target in re.findall(r"\[its note\]\(([^)]+\.ipynb)\)", page.read_text())]
     for page, target in pointers:
         nb = nbformat.read(page.parent / target, as_version=4)
-        notes = [c for c in nb.cells if "outputs-note" in c.metadata.get("tags", [])]
+        notes = [c for c in nb.cells if NOTE_TAG in c.metadata.get("tags", [])]
         assert notes, f"{page.name} points to the note of {target}, which has none: drop it"
