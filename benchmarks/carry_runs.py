@@ -4,9 +4,11 @@ A notebook of the paper profile keeps each finished run in .cache/<notebook>-pap
 (f1lib.study.run_study), and device.sh brings those of unfinished notebooks back. Committed
 in benchmarks/runs/<session>/<notebook>-<profile>/ beside FINGERPRINT, the f1lib source
 they were trained with (f1lib.study.library_fingerprint), they spare a later session their
-device time, but only while f1lib's source is the same: each run's key includes it, so runs
-of other code would not be used, and would make the notebook record that it resumed an
-earlier execution when it did not. This copies the runs whose FINGERPRINT is today's into
+device time, but only while that source is the same (f1lib.study.study_sources: the modules
+that train and evaluate the runs; plots, ledger and provenance may change): each run's key
+includes it, so runs of other code would not be
+used, and would make the notebook record that it resumed an earlier execution when it did
+not. This copies the runs whose FINGERPRINT is today's into
 .device/runs/<notebook>-<profile>/, which travels with .device; device.sh moves them into
 .cache/ on the GPU machine. benchmarks/device_setup.sh calls it:
 

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import nbformat
 
 from f1lib.ledger import update_readme
-from f1lib.provenance import _git
+from f1lib.provenance import run_git
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTE_TAG = "outputs-note"
@@ -84,12 +84,13 @@ def kept_before(runs: Path, folder: str) -> set[bytes]:
 
 def git_note(root: Path, commit: str) -> str:
     """Whether f1lib differs between the commit that a record names and HEAD here."""
-    head = _git("rev-parse", "HEAD", cwd=root) or ""
+    head = run_git("rev-parse", "HEAD", cwd=root) or ""
     if commit == head:
         return "HEAD here"
-    if _git("cat-file", "-e", f"{commit}^{{commit}}", cwd=root) is None:
+    if run_git("cat-file", "-e", f"{commit}^{{commit}}", cwd=root) is None:
         return "a commit this repository does not have: check it"
-    changed = (_git("diff", "--name-only", commit, "HEAD", "--", "f1lib", cwd=root) or "").split()
+    changed = run_git("diff", "--name-only", commit, "HEAD", "--", "f1lib", cwd=root)
+    changed = (changed or "").split()
     return (f"f1lib unchanged since, at HEAD {head[:7]}" if not changed else
             f"f1lib changed since ({', '.join(changed)}): these outputs are not today's code's")
 

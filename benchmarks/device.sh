@@ -28,8 +28,8 @@
 # are the runs that did finish, beside FINGERPRINT (the f1lib source that trained them,
 # which this script writes). Committed in benchmarks/runs/<session>/<notebook>-paper/,
 # they are readied for a later session by device_setup.sh (through
-# benchmarks/carry_runs.py, while f1lib's source is unchanged) and put back in .cache/
-# here, so that they are not trained again. benchmarks/collect_call.py does the
+# benchmarks/carry_runs.py, while the source that trains them is unchanged) and put back
+# in .cache/ here, so that they are not trained again. benchmarks/collect_call.py does the
 # unpacking, keeps the runs and logs in benchmarks/runs/, and rebuilds the README's
 # claims table.
 # Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S
@@ -104,15 +104,8 @@ if [ "$PROFILE" = paper ] && [[ " $all " == *" mnist "* ]] \
     exit 2
 fi
 export F1LIB_GIT_COMMIT=${F1LIB_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
-# The GPU machine's copy may hold a .git of its own whose HEAD is an older commit (the last
-# one landed, on 2026-11-27), which the notebooks' records would name. They name the commit
-# that was copied instead: with git out of their sight, f1lib.provenance reads F1LIB_GIT_COMMIT
-copied_from=$(git rev-parse HEAD 2>/dev/null)
-git_hidden=""
-if [ -n "$copied_from" ] && [ "$copied_from" != "$F1LIB_GIT_COMMIT" ]; then
-    export GIT_DIR=$PWD/$state/no-git  # never created: git finds no repository
-    git_hidden="the copy's git names $copied_from: the records name $F1LIB_GIT_COMMIT"
-fi
+# the notebooks' records name this commit (f1lib.provenance.git_state), not the HEAD of a
+# .git that the GPU machine's copy may hold (there, the last commit landed)
 export PYTHONUNBUFFERED=1
 # the key of every run this machine trains (f1lib.study), written beside the runs that come back
 fingerprint=$($py -c "from f1lib.study import library_fingerprint; print(library_fingerprint())" \
@@ -123,7 +116,6 @@ fingerprint=$($py -c "from f1lib.study import library_fingerprint; print(library
     $py -c "import torch, sys; print('torch', torch.__version__, 'python', sys.version.split()[0])"
     echo "commit $F1LIB_GIT_COMMIT; f1lib ${fingerprint:-unknown};" \
          "profile $PROFILE; limit ${LIMIT_S}s"
-    [ -n "$git_hidden" ] && echo "$git_hidden"
 } >> "$OUT/device.log" 2>&1
 say "call starts; done before: $(cd "$state" && ls | tr '\n' ' ')"
 [ $carried -gt 0 ] && say "carried from an earlier session: $carried finished runs (.device/runs)"

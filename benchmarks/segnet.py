@@ -75,7 +75,7 @@ from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train
 from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
 from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
-from f1lib.train import CapturedStep, RunLoss, _param_groups, _run_step, batch_order
+from f1lib.train import CapturedStep, RunLoss, batch_order, param_groups, single_run_step
 from naive import naive_loop
 from timing import print_profile, steady_rate, timed
 
@@ -175,7 +175,7 @@ def interleaved_runs(data: TensorData, device: str, width: float, outer: int, in
     for seed in range(runs):
         model, reg = segnet_run(data.positive, device, width, seed, channels_last=cuda)
         run = RunLoss(model, reg, data, F.cross_entropy, bf16=cuda)
-        steps.append(_run_step(run, torch.optim.SGD(_param_groups(run, schedule))))
+        steps.append(single_run_step(run, torch.optim.SGD(param_groups(run, schedule))))
         losses.append(run)
     lanes = [torch.cuda.Stream() for _ in range(runs)] if cuda and layout != "one stream" else []
 

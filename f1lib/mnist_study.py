@@ -18,7 +18,7 @@ from .lp import f1_score, hinge_f1_bound
 from .metrics import accuracy_by_group
 from .models import SharedHeadMLP
 from .regularizer import F1Regularizer
-from .study import Run, run_study, train_together
+from .study import Run, run_study, tensor_digest, train_together
 from .train import TensorData
 
 
@@ -74,7 +74,9 @@ def run_mnist_study(runs: list[Run], train_set: SMnist, test_set: SMnist, schedu
         return train_batch(batch, train_set, test_set, schedule, checkpoint, f1_head, graph, tf32)
 
     together = train_set.images.device.type == "cuda"
-    setting = [schedule.as_dict(), len(train_set), f1_head, tf32]  # tf32 changes the results
+    data = tensor_digest(*(getattr(part, name) for part in (train_set, test_set)
+                           for name in ("images", "digits", "big")))
+    setting = [schedule.as_dict(), data, f1_head, tf32]  # tf32 changes the results
     return run_study(runs, train_one_batch, work_dir, setting, together=together)
 
 

@@ -78,7 +78,8 @@ def _method_style(method: str, lr_scale: float) -> dict:
 def mnist_figure(history: pd.DataFrame, figure_beta: float):
     """Figure 6: test accuracy and the big-small gap over outer loops (the
     baselines and both variants at `figure_beta`), and final accuracy and
-    head F1 against beta. Finished runs only; means over seeds, 95% bands."""
+    head F1 against beta. Means over the finished runs, with 95% bands; a setting whose
+    runs all diverged is marked by an x at the foot of the lower panels."""
     style()
     runs = history[(history["status"] == "finished") & (history["outer"] > 0)]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
@@ -119,6 +120,17 @@ def mnist_figure(history: pd.DataFrame, figure_beta: float):
                 if lost:
                     ax.annotate(f"{lost}/{total} diverged", (beta, value), fontsize=7,
                                 xytext=(4, -10), textcoords="offset points", color=look["color"])
+        # where every run of a setting diverged there is no mean to plot: an x at the foot of
+        # the axis marks the setting, so that it does not silently drop out of the figure
+        for (method, beta), (lost, total) in diverged.iterrows():
+            if method == "baseline" or lost < total:
+                continue
+            color = _method_style(method, 1)["color"]
+            foot = ax.get_xaxis_transform()  # x in data, y in axes fractions
+            ax.plot([beta], [0.04], marker="x", ms=8, mew=2, ls="none", color=color,
+                    transform=foot, clip_on=False)
+            ax.annotate(f"{lost}/{total} diverged", (beta, 0.04), xycoords=foot, fontsize=7,
+                        xytext=(-10, 7), textcoords="offset points", color=color)
         ax.set_xscale("log")
         ax.set(title=title, xlabel="β")
     axes[1, 0].legend(fontsize=8, loc="best")
@@ -215,6 +227,10 @@ def segmentation_figure(history: pd.DataFrame, summary: pd.DataFrame):
         color = look.pop("color")
         band(right, frame, "outer", "miou", label, color, **look)
     right.set(xlabel="outer loop", ylabel="mean IoU", title="Mean IoU on the test images")
+    means = runs.groupby(["run", "outer"])["miou"].mean()
+    if len(means):  # an IoU is at most 1: two seeds' t-intervals reach far past it, and
+        # would squash the curves into a sliver of the axis
+        right.set_ylim(max(0.0, means.min() - 0.05), 1.005)
     right.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig

@@ -67,7 +67,9 @@ def scratch_dir(name: str, profile: str) -> Path:
     return folder
 
 
-def _git(*args: str, cwd: Path) -> str | None:
+def run_git(*args: str, cwd: Path) -> str | None:
+    """git's output (stripped) for `args` run in `cwd`, or None where git is missing, fails
+    or takes over 10 s."""
     try:
         out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                              timeout=10, check=True)
@@ -77,18 +79,32 @@ def _git(*args: str, cwd: Path) -> str | None:
 
 
 def git_state() -> dict:
+    """The commit that the outputs come from, and whether f1lib's files differ from it.
+
+    $F1LIB_GIT_COMMIT, when set, names that commit: a copy of a checkout run elsewhere
+    (benchmarks/device.sh on a GPU machine) may have no .git, or one whose HEAD is another
+    commit. f1lib is then compared with the commit named where this repository has it,
+    and is unknown (None) where it does not.
+    """
     root = repo_root()
-    commit = _git("rev-parse", "HEAD", cwd=root) if root is not None else None
-    if commit is None and os.environ.get("F1LIB_GIT_COMMIT"):
-        # a copy of a checkout without its .git (e.g. a remote GPU machine's): the
-        # caller names the commit it copied
-        return {"commit": os.environ["F1LIB_GIT_COMMIT"], "library_modified": None,
-                "commit_from": "F1LIB_GIT_COMMIT"}
-    if root is None:
+    named = os.environ.get("F1LIB_GIT_COMMIT")
+    if named:
+        modified = None
+        known = root is not None and run_git("cat-file", "-e", f"{named}^{{commit}}",
+                                              cwd=root) is not None
+        if known:
+            changed = run_git("diff", "--name-only", named, "--", "f1lib", cwd=root)
+            untracked = run_git("ls-files", "--others", "--exclude-standard", "--", "f1lib",
+                                cwd=root)
+            if changed is not None and untracked is not None:
+                modified = bool(changed or untracked)
+        return {"commit": named, "library_modified": modified, "commit_from": "F1LIB_GIT_COMMIT"}
+    commit = run_git("rev-parse", "HEAD", cwd=root) if root is not None else None
+    if commit is None:
         return {"commit": None, "library_modified": None}
     # the notebooks and figures change while the book is reproduced; what
     # matters for the numbers is whether the library differed from the commit
-    status = _git("status", "--porcelain", "--", "f1lib", cwd=root)
+    status = run_git("status", "--porcelain", "--", "f1lib", cwd=root)
     return {"commit": commit, "library_modified": None if status is None else bool(status)}
 
 

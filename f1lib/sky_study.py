@@ -24,7 +24,7 @@ from .lp import f1_score
 from .metrics import sky_iou, thresholded_iou
 from .models import SegNet
 from .regularizer import F1Regularizer
-from .study import Run, run_study, train_together
+from .study import Run, run_study, tensor_digest, train_together
 from .train import TensorData
 
 # what the notebook summarises, per method
@@ -124,6 +124,7 @@ def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule
         return [train_run(run, train_set, test_set, schedule, width, checkpoint, samples, graph)
                 for run in batch]
 
-    setting = [schedule.as_dict(), len(train_set), tuple(train_set.images.shape[-2:]), width,
-               samples]
+    data = tensor_digest(*(getattr(part, name) for part in (train_set, test_set)
+                           for name in ("images", "masks", "big")))
+    setting = [schedule.as_dict(), data, width, samples]
     return run_study(runs, train_one, work_dir, setting, together=False)

@@ -180,10 +180,14 @@ def make_step(model: nn.Module, data: TensorData, regularizer: F1Regularizer | N
     Both come back as device tensors: nothing here waits for the device, so
     the step can run ahead of it, or be captured in a CUDA graph.
     """
-    return _run_step(RunLoss(model, regularizer, data, task_loss, bf16), optimizer)
+    return single_run_step(RunLoss(model, regularizer, data, task_loss, bf16), optimizer)
 
 
-def _run_step(run: RunLoss, optimizer: torch.optim.Optimizer):
+def single_run_step(run: RunLoss, optimizer: torch.optim.Optimizer):
+    """One inner step of one run, as a function of the minibatch's dataset indices: the loss,
+    its backward pass, the optimizer's step and the regularizer's projections. It returns
+    the task loss and the Lagrangian as device tensors, read nowhere, so that the step can
+    be captured (`CapturedStep`) or interleaved with other runs' steps."""
     regularizer = run.regularizer
 
     def step(idx: Tensor) -> tuple[Tensor, Tensor]:
@@ -240,7 +244,7 @@ def make_batched_step(runs: Sequence[RunLoss], schedule: Schedule):
     """
     _check_batchable(runs)
     base = runs[0]
-    groups = _param_groups(base, schedule)
+    groups = param_groups(base, schedule)
     names = {id(p): name for name, p in base.named_parameters()}
     params, buffers = stack_runs(runs)
     optimizer = torch.optim.SGD([{**g, "params": [params[names[id(p)]] for p in g["params"]]}
@@ -302,7 +306,9 @@ class CapturedStep:
         return self.static_out
 
 
-def _param_groups(run: RunLoss, schedule: Schedule) -> list[dict]:
+def param_groups(run: RunLoss, schedule: Schedule) -> list[dict]:
+    """The optimizer's parameter groups of one run: the model's trainable weights at the
+    schedule's learning rate, then the regularizer's variables at their own."""
     trainable = [p for p in run.model.parameters() if p.requires_grad]
     groups = [{"params": trainable, "lr": schedule.lr, "name": "model"}] if trainable else []
     if run.regularizer is not None:
@@ -396,8 +402,8 @@ def train_runs(
 
     runs = [RunLoss(m, reg, data, task_loss, bf16) for m, reg in zip(models, regularizers)]
     if count == 1:
-        optimizer = torch.optim.SGD(_param_groups(runs[0], schedule))
-        single = _run_step(runs[0], optimizer)
+        optimizer = torch.optim.SGD(param_groups(runs[0], schedule))
+        single = single_run_step(runs[0], optimizer)
 
         def step(idx):  # (1, B) -> (1,), (1,)
             task, lagrangian = single(idx[0])

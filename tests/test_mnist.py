@@ -232,3 +232,46 @@ def test_a_finished_study_is_not_trained_again(tmp_path, monkeypatch):
     again = run_mnist_study(runs, train_set, test_set, schedule, tmp_path)
     pd.testing.assert_frame_equal(first, again)
     assert not list(tmp_path.glob("*.ckpt"))  # finished runs leave no checkpoint
+
+
+def test_runs_of_other_data_train_again(tmp_path, monkeypatch):
+    """An interrupted study's runs resume only on the data they trained and were tested on:
+    here the same number of test images, in another order."""
+    train_set, test_set = tiny_smnist()
+    runs = run_matrix(["stable"], [1e-3], seeds=1)
+    schedule = Schedule(outer=1, inner=3, batch_size=20)
+    run_mnist_study(runs, train_set, test_set, schedule, tmp_path)
+    trained = []
+
+    def counted(batch, *args, **kwargs):
+        trained.extend(batch)
+        return train_batch(batch, *args, **kwargs)
+
+    monkeypatch.setattr("f1lib.mnist_study.train_batch", counted)
+    run_mnist_study(runs, train_set, test_set, schedule, tmp_path)
+    assert trained == []  # the same data: the finished runs are used
+    reordered = type(test_set)(test_set.images.flip(0), test_set.digits.flip(0),
+                               test_set.big.flip(0))
+    run_mnist_study(runs, train_set, reordered, schedule, tmp_path)
+    assert trained == runs
+
+
+def test_figure_6_marks_a_setting_whose_runs_all_diverged():
+    from f1lib.plots import mnist_figure
+
+    rows = []
+    for run, method, beta in (("baseline", "baseline", 0.0), ("paper, β=0.001", "paper", 1e-3),
+                              ("paper, β=0.1", "paper", 0.1)):
+        for seed in (0, 1):
+            diverged = beta == 0.1 or (beta == 1e-3 and seed == 1)
+            for outer in (1, 2):
+                rows.append({"run": run, "method": method, "beta": beta, "seed": seed,
+                             "lr_scale": 1.0, "outer": outer, "acc": 0.9, "gap": 0.01,
+                             "head_f1": 0.8,
+                             "status": "diverged at outer loop 3" if diverged else "finished"})
+    figure = mnist_figure(pd.DataFrame(rows), figure_beta=1e-3)
+    for ax in figure.axes[2:]:
+        marks = {text.get_text(): text.xy[0] for text in ax.texts}
+        assert marks == {"1/2 diverged": 1e-3, "2/2 diverged": 0.1}
+        low, high = ax.get_xlim()
+        assert low < 1e-3 and 0.1 < high  # the all-diverged setting is inside the axis

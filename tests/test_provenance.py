@@ -104,3 +104,37 @@ def test_a_notebooks_outputs_are_its_records_and_the_files_they_list(tmp_path, m
     names = sorted(p.name for p in notebook_outputs(tmp_path, "a.ipynb"))
     assert names == ["first.csv", "first.json", "second.json", "second_summary.csv"]
     assert notebook_outputs(tmp_path, "c.ipynb") == []
+
+
+def test_the_record_names_the_commit_that_f1lib_git_commit_names(tmp_path, monkeypatch):
+    from f1lib.provenance import git_state
+
+    for name in ("_config.yml", "book/intro.md", "f1lib/core.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("first\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+
+    def commit(message):
+        subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+        subprocess.run([*git, "commit", "-qm", message], cwd=tmp_path, check=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    first = commit("first")
+    (tmp_path / "f1lib" / "core.py").write_text("second\n")
+    second = commit("second")
+    monkeypatch.chdir(tmp_path / "book")
+    monkeypatch.delenv("F1LIB_GIT_COMMIT", raising=False)
+    assert git_state() == {"commit": second, "library_modified": False}
+    # a copy made at one commit, run where git's HEAD is another: the commit named wins
+    monkeypatch.setenv("F1LIB_GIT_COMMIT", first)
+    assert git_state() == {"commit": first, "library_modified": True,
+                           "commit_from": "F1LIB_GIT_COMMIT"}
+    monkeypatch.setenv("F1LIB_GIT_COMMIT", second)
+    assert git_state()["library_modified"] is False
+    (tmp_path / "f1lib" / "new.py").write_text("untracked\n")  # f1lib differs from it now
+    assert git_state()["library_modified"] is True
+    monkeypatch.setenv("F1LIB_GIT_COMMIT", "f" * 40)  # a commit this repository lacks
+    assert git_state() == {"commit": "f" * 40, "library_modified": None,
+                           "commit_from": "F1LIB_GIT_COMMIT"}

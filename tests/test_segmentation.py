@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -11,7 +12,7 @@ from f1lib import Schedule, train
 from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datasets
 from f1lib.metrics import per_image_iou, sky_iou, thresholded_iou
 from f1lib.models import SegNet
-from f1lib.sky_study import SkySet, pack_masks, train_run, unpack_masks
+from f1lib.sky_study import SkySet, pack_masks, run_sky_study, train_run, unpack_masks
 from f1lib.study import Run
 
 from test_train import StateProbe, probe_data
@@ -123,6 +124,25 @@ def test_a_run_scores_its_masks_and_keeps_the_samples():
     assert masks.dtype == torch.bool and masks.shape == (3, 32, 48)
 
 
+def test_a_sky_study_resumes_only_on_the_data_its_runs_saw(tmp_path, monkeypatch):
+    train_set, test_set = tiny_sky()
+    runs, schedule = [Run("stable", 1e-3, 0)], Schedule(outer=1, inner=2, batch_size=7)
+    run_sky_study(runs, train_set, test_set, schedule, tmp_path, width=0.125, samples=0)
+    trained = []
+
+    def counted(run, *args, **kwargs):
+        trained.append(run)
+        return train_run(run, *args, **kwargs)
+
+    monkeypatch.setattr("f1lib.sky_study.train_run", counted)
+    run_sky_study(runs, train_set, test_set, schedule, tmp_path, width=0.125, samples=0)
+    assert trained == []
+    # the same number of test scenes, of another seed
+    other_test = SkySet.from_batch(load_batches(ProceduralSky(7, size=(32, 48), seed=10)), "cpu")
+    run_sky_study(runs, train_set, other_test, schedule, tmp_path, width=0.125, samples=0)
+    assert trained == runs
+
+
 def test_packed_masks_round_trip():
     m = torch.rand(3, 7, 9) > 0.5
     assert torch.equal(unpack_masks(pack_masks(m), (3, 7, 9)), m)
@@ -176,3 +196,19 @@ def test_the_sky_notebook_names_the_synthetic_fallback_and_does_not_judge_the_pa
     for c in claims:
         assert "procedural scenes" in c["setting"] and "COCO" not in c["setting"], c["setting"]
         assert c["verdict"] == "not testable here"
+
+
+def test_figure_8_keeps_the_iou_curves_readable_under_two_seeds_wide_bands():
+    from f1lib.plots import segmentation_figure
+    from f1lib.study import summarize
+
+    rows = [{"run": "baseline", "method": "baseline", "beta": 0.0, "lr_scale": 1.0,
+             "seed": seed, "outer": outer, "status": "finished",
+             "miou": 0.9 + 0.005 * outer + (0.04 if seed else -0.04),
+             "thresholded_iou": 0.8}
+            for seed in (0, 1) for outer in (1, 2, 3)]
+    history = pd.DataFrame(rows)
+    figure = segmentation_figure(history, summarize(history, ("miou", "thresholded_iou")))
+    low, high = figure.axes[1].get_ylim()
+    # the mean curve, 0.905 to 0.915, fills the axis; two seeds' t-bands reach past 1.3
+    assert 1.0 <= high <= 1.01 and 0.85 <= low <= 0.905

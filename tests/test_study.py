@@ -11,9 +11,10 @@ import torch
 
 from f1lib import Schedule, SharedHeadMLP, TensorData
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.study import (PACKAGE, Run, batch_key, interval_text, library_fingerprint,
+from f1lib.study import (PACKAGE, STUDY_MODULES, Run, batch_key, interval_text, library_fingerprint,
                          paired_differences, points_text, run_matrix, run_study, run_tag,
-                         summarize, tagged_rows, train_together)
+                         tensor_digest,
+                         study_sources, summarize, tagged_rows, train_together)
 from f1lib.train import NonFiniteError
 
 study_module = importlib.import_module("f1lib.study")
@@ -114,6 +115,39 @@ def test_the_library_fingerprint_follows_the_source(tmp_path):
     assert library_fingerprint.__wrapped__(copy) != library_fingerprint()
 
 
+
+def test_the_fingerprint_skips_the_modules_that_only_present_results(tmp_path):
+    copy = shutil.copytree(PACKAGE, tmp_path / "f1lib",
+                           ignore=shutil.ignore_patterns("__pycache__"))
+    names = {p.relative_to(copy).as_posix() for p in study_sources(copy)}
+    assert {"__init__.py", "regularizer.py", "train.py", "models.py", "study.py",
+            "data/__init__.py", "data/mnist.py", "data/sky.py"} <= names
+    assert not names & {"plots.py", "ledger.py", "provenance.py", "reproduce.py", "profiles.py"}
+    before = library_fingerprint.__wrapped__(copy)
+    (copy / "plots.py").write_text((copy / "plots.py").read_text() + "\n# edited\n")
+    assert library_fingerprint.__wrapped__(copy) == before
+    # data/sky.py reaches the runs only through sky_study's import
+    (copy / "data" / "sky.py").write_text((copy / "data" / "sky.py").read_text() + "\n# e\n")
+    assert library_fingerprint.__wrapped__(copy) != before
+
+
+def test_the_study_sources_follow_relative_imports_through_packages(tmp_path):
+    files = {"__init__.py": "", "a.py": "from .sub.b import x\nimport os\n",
+             "sub/__init__.py": "", "sub/b.py": "from ..c import x\n",
+             "c.py": "x = 1\n", "d.py": "from . import a\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    found = {p.relative_to(tmp_path).as_posix() for p in study_sources(tmp_path, ("a",))}
+    assert found == {"__init__.py", "a.py", "sub/__init__.py", "sub/b.py", "c.py"}
+
+
+def test_every_module_that_keeps_runs_is_a_root_of_the_fingerprint():
+    callers = {p.stem for p in PACKAGE.rglob("*.py")
+               if "run_study(" in p.read_text() and p.name != "study.py"}
+    assert callers == set(STUDY_MODULES)
+
+
 def test_runs_that_other_code_finished_train_again(tmp_path, monkeypatch):
     runs = run_matrix(["stable"], [1e-3], seeds=2)
     calls = []
@@ -205,3 +239,22 @@ def test_a_resumed_batch_keeps_its_checkpoint_interval_and_the_time_before_the_i
     # the 25 s of loop 4 and the part of loop 5 trained before the interruption are lost
     assert [run_rows[-1]["wall_s"] for run_rows in rows] == [75.0, 75.0]
     assert [len(run_rows) for run_rows in rows] == [6, 6]
+
+
+def test_the_data_digest_follows_every_value_dtype_and_shape():
+    torch.manual_seed(0)
+    data = torch.rand(50, 8, 8)
+    assert tensor_digest(data) == tensor_digest(data.clone())
+    assert tensor_digest(data.mT) == tensor_digest(data.mT.contiguous())  # the values, not strides
+    # one ulp in the last element, read in chunks of 100 bytes or all at once
+    nudged = data.clone()
+    nudged[-1, -1, -1] = torch.nextafter(nudged[-1, -1, -1], torch.tensor(2.0))
+    assert tensor_digest(nudged) != tensor_digest(data)
+    assert tensor_digest(nudged, chunk_bytes=100) != tensor_digest(data, chunk_bytes=100)
+    assert tensor_digest(data, chunk_bytes=100) == tensor_digest(data)
+    # the same bytes as another shape or dtype, or twice, are other data
+    assert tensor_digest(data.view(50, 64)) != tensor_digest(data)
+    assert tensor_digest(data.view(torch.int32)) != tensor_digest(data)
+    assert tensor_digest(data, data) != tensor_digest(data)
+    assert tensor_digest(torch.zeros(4, dtype=torch.bool)) != \
+        tensor_digest(torch.zeros(4, dtype=torch.uint8))
