@@ -51,3 +51,24 @@ def test_an_erratum_that_points_to_a_pages_note_on_its_outputs_has_that_note(mon
         nb = nbformat.read(page.parent / target, as_version=4)
         notes = [c for c in nb.cells if NOTE_TAG in c.metadata.get("tags", [])]
         assert notes, f"{page.name} points to the note of {target}, which has none: drop it"
+
+
+def test_nbval_of_the_book_defaults_to_the_smoke_profile_and_leaves_figures_alone():
+    # a bare `pytest --nbval book/` must not overwrite the committed figures
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "F1LIB_PROFILE"}
+    probe = ("import runpy; runpy.run_path('book/conftest.py'); "
+             "from f1lib.profiles import resolve_profile; "
+             "from f1lib.provenance import figures_dir; "
+             "print(resolve_profile('auto'), figures_dir(resolve_profile('auto')))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=BOOK.parent, env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "smoke"
+    assert Path(out[1]).resolve() != (BOOK.parent / "figures").resolve()
+    env["F1LIB_PROFILE"] = "quick"  # a profile asked for is kept
+    out = subprocess.run([sys.executable, "-c", probe], cwd=BOOK.parent, env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "quick"

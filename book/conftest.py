@@ -1,0 +1,8 @@
+"""`pytest --nbval book/` validates the notebooks under the smoke profile unless
+$F1LIB_PROFILE names another: "auto" would otherwise resolve to quick (CPU) or paper
+(CUDA), whose figures land in the committed figures/ (f1lib.provenance.figures_dir).
+nbval's kernels inherit this process's environment."""
+
+import os
+
+os.environ.setdefault("F1LIB_PROFILE", "smoke")
