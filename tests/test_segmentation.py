@@ -49,6 +49,34 @@ def test_segnet_width_scales_the_channels_and_bad_settings_raise():
         SegNet(width=0.5).load_vgg16_bn_encoder()
 
 
+def test_imagenet_encoder_computes_what_vgg16_bn_computes_its_biases_folded(monkeypatch):
+    # torchvision's VGG16-BN, its biases and norms made non-trivial, stands in for the
+    # ImageNet download; SegNet's encoder convolutions have no bias
+    import torchvision.models
+
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg16_bn(weights=None)
+    with torch.no_grad():
+        for m in vgg.features:
+            if isinstance(m, torch.nn.Conv2d):
+                m.bias.uniform_(-1, 1)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    monkeypatch.setattr(torchvision.models, "vgg16_bn", lambda weights: vgg)
+    model = SegNet(weights="imagenet").eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.bias is None for c in convs if c is not model.classifier)
+    x = torch.rand(2, 3, 64, 64)
+    encoded = x
+    with torch.no_grad():
+        for block in model.encoder:
+            encoded = torch.nn.functional.max_pool2d(block(encoded), 2, 2)
+        torch.testing.assert_close(encoded, vgg.eval().features(x), rtol=1e-4, atol=1e-4)
+
+
 def test_missing_imagenet_weights_say_what_to_do(monkeypatch):
     import torchvision.models
 
