@@ -45,7 +45,9 @@ the ROWS ops with the most of it. At the paper profile's 128 x 192 it says where
 the book's longest chapter spends its time.
 
 --concurrent R asks whether R independent runs train faster side by side than
-one after another, as the sky notebook trains them now. At 128 x 192 and batch
+one after another (on an H200, three did: 1.51x, and f1lib.sky_study has since
+trained its runs three at a time in the "branches" layout, which is
+f1lib.train_runs(stack=False, graph=True)). At 128 x 192 and batch
 7 one run's step leaves the GPU under-filled (about 100 TFLOP/s on an H200,
 benchmarks/RESULTS.md), and stacking SegNet runs into one vmapped model does
 not work (f1lib.train_runs: max_unpool2d has no batching rule). The step is
@@ -64,7 +66,6 @@ from __future__ import annotations
 import argparse
 import statistics
 from contextlib import contextmanager, nullcontext
-from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,8 @@ from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train
 from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
 from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
-from f1lib.train import CapturedStep, RunLoss, batch_order, param_groups, single_run_step
+from f1lib.train import (CapturedStep, RunLoss, batch_order, param_groups, side_by_side,
+                         single_run_step)
 from naive import naive_loop
 from timing import print_profile, steady_rate, timed
 
@@ -177,25 +179,13 @@ def interleaved_runs(data: TensorData, device: str, width: float, outer: int, in
         run = RunLoss(model, reg, data, F.cross_entropy, bf16=cuda)
         steps.append(single_run_step(run, torch.optim.SGD(param_groups(run, schedule))))
         losses.append(run)
-    lanes = [torch.cuda.Stream() for _ in range(runs)] if cuda and layout != "one stream" else []
-
-    def on_lanes(idx: Tensor, steps=steps) -> None:
-        """Step k of every run: idx (R, B), run r's on lane r when there are lanes."""
-        here = torch.cuda.current_stream() if lanes else None
-        for r, step in enumerate(steps):
-            if lanes:
-                lanes[r].wait_stream(here)
-            with torch.cuda.stream(lanes[r]) if lanes else nullcontext():
-                step(idx[r])
-        for lane in lanes:  # joined again: the caller's stream (or capture) sees every step
-            here.wait_stream(lane)
-
-    if cuda and layout == "branches":
-        step_all = CapturedStep(on_lanes)
+    streams = cuda and layout != "one stream"
+    if cuda and layout == "branches":  # f1lib.train_runs(stack=False, graph=True)'s step
+        step_all = CapturedStep(side_by_side(steps, streams=True))
     elif cuda:
-        step_all = partial(on_lanes, steps=[CapturedStep(step) for step in steps])
+        step_all = side_by_side([CapturedStep(step) for step in steps], streams=streams)
     else:
-        step_all = on_lanes
+        step_all = side_by_side(steps)
 
     def train_all() -> None:
         for o in range(outer):

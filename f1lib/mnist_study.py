@@ -73,11 +73,11 @@ def run_mnist_study(runs: list[Run], train_set: SMnist, test_set: SMnist, schedu
     def train_one_batch(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
         return train_batch(batch, train_set, test_set, schedule, checkpoint, f1_head, graph, tf32)
 
-    together = train_set.images.device.type == "cuda"
+    max_together = None if train_set.images.device.type == "cuda" else 1
     data = tensor_digest(*(getattr(part, name) for part in (train_set, test_set)
                            for name in ("images", "digits", "big")))
     setting = [schedule.as_dict(), data, f1_head, tf32]  # tf32 changes the results
-    return run_study(runs, train_one_batch, work_dir, setting, together=together)
+    return run_study(runs, train_one_batch, work_dir, setting, max_together=max_together)
 
 
 # what the notebook summarises, per method

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -51,14 +52,19 @@ VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 51
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True))
+    # no bias: the batch norm subtracts each channel's mean, and a bias with it (in training
+    # the batch's mean, in evaluation the running mean, which would hold the bias too), so a
+    # bias here changes no output and only costs a gradient reduction and an add per layer and
+    # step (the largest share of them in the sky step's profile, benchmarks/RESULTS.md)
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
 class SegNet(nn.Module):
     """SegNet (Badrinarayanan et al. 2017) with an F1 head: returns (logits, f1 score).
 
-    Encoder: VGG16's 13 conv3x3 + BN + ReLU layers in 5 blocks, each followed
+    Encoder: VGG16's 13 conv3x3 + BN + ReLU layers (the convolutions without a
+    bias, which the batch norm would cancel) in 5 blocks, each followed
     by 2x2 max-pooling that keeps its indices. Decoder: the mirror image, each
     block opened by max-unpooling with those indices and the pre-pooling size
     (so odd sizes such as 426 come back exactly), its last conv narrowing to
@@ -124,7 +130,8 @@ class SegNet(nn.Module):
         return self.classifier(x), self.f1_head(x.mean(dim=(2, 3)))
 
     def load_vgg16_bn_encoder(self) -> None:
-        """Copy torchvision's ImageNet VGG16-BN convolutions and BNs into the encoder."""
+        """Copy torchvision's ImageNet VGG16-BN convolutions and BNs into the encoder, each
+        convolution's bias folded into the running mean of the batch norm after it."""
         if self.encoder[0][0][0].out_channels != 64:
             raise ValueError("ImageNet VGG16 weights fit width 1 only")
         try:
@@ -140,5 +147,11 @@ class SegNet(nn.Module):
         source = [m for m in vgg.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
         target = [m for block in self.encoder for layer in block for m in layer
                   if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
-        for src, dst in zip(source, target, strict=True):
-            dst.load_state_dict(src.state_dict())
+        with torch.no_grad():
+            for src, dst in zip(source, target, strict=True):
+                if isinstance(src, nn.Conv2d):
+                    dst.weight.copy_(src.weight)
+                    bias = src.bias
+                else:  # the norm's input lacks the bias now: so does the mean it subtracts
+                    dst.load_state_dict(src.state_dict())
+                    dst.running_mean -= bias

@@ -31,6 +31,12 @@ from .train import TensorData
 SUMMARY_COLUMNS = ("miou", "iou_sky", "thresholded_iou", "miou_big", "miou_small", "head_f1",
                    "violation")
 
+# SegNet runs trained side by side on CUDA (f1lib.train.side_by_side): on an H200 at 128x192,
+# three as one CUDA graph's parallel branches trained 1.51x as many steps per second as one
+# (benchmarks/RESULTS.md); more were not measured. On the CPU they train one at a time: there
+# the step is compute-bound and nothing overlaps.
+SIDE_BY_SIDE = 3
+
 
 @dataclass
 class SkySet:
@@ -92,10 +98,12 @@ def unpack_masks(text: str, shape: tuple[int, ...]) -> Tensor:
     return torch.from_numpy(bits[: int(np.prod(shape))].reshape(shape).astype(bool))
 
 
-def train_run(run: Run, train_set: SkySet, test_set: SkySet, schedule: Schedule, width: float,
-              checkpoint: Path | None = None, samples: int = 4, graph: bool = False) -> list[dict]:
-    """One run: its history rows; the last one also holds the final model's
-    masks of the first `samples` test images (`pack_masks`). On CUDA the
+def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: Schedule,
+                width: float, checkpoint: Path | None = None, samples: int = 4,
+                graph: bool = False) -> list[list[dict]]:
+    """Runs of one learning rate, trained side by side (f1lib.train.train_runs with
+    stack=False): each run's history rows, the last of which also holds the final
+    model's masks of the first `samples` test images (`pack_masks`). On CUDA the
     network runs under bf16 autocast in channels_last memory format."""
     device = train_set.images.device
     cuda = device.type == "cuda"
@@ -105,26 +113,31 @@ def train_run(run: Run, train_set: SkySet, test_set: SkySet, schedule: Schedule,
         return model.to(memory_format=torch.channels_last) if cuda else model
 
     data = TensorData(train_set.images, train_set.masks, train_set.big)
-    (rows,), (model,) = train_together([run], make_model, data, schedule,
+    histories, models = train_together(runs, make_model, data, schedule,
                                        lambda reg: evaluation(reg, test_set), checkpoint,
-                                       task_loss=F.cross_entropy, bf16=cuda, graph=graph)
-    if rows[-1]["status"] == "finished" and samples:
-        model.eval()
-        masks, _ = predict(model, test_set.images[:samples])
-        rows[-1]["sample_masks"] = pack_masks(masks)
-    return rows
+                                       task_loss=F.cross_entropy, bf16=cuda, graph=graph,
+                                       stack=False)
+    for rows, model in zip(histories, models):
+        if rows[-1]["status"] == "finished" and samples:
+            model.eval()
+            masks, _ = predict(model, test_set.images[:samples])
+            rows[-1]["sample_masks"] = pack_masks(masks)
+    return histories
 
 
 def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: Schedule,
                   work_dir: Path, width: float, samples: int = 4,
                   graph: bool = False) -> pd.DataFrame:
     """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study).
-    SegNet runs are compute-bound: they train one at a time."""
-    def train_one(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
-        return [train_run(run, train_set, test_set, schedule, width, checkpoint, samples, graph)
-                for run in batch]
+    On CUDA, SIDE_BY_SIDE runs of one learning rate train side by side; on the CPU, one at
+    a time. Either way each run's result is what it would be alone."""
+    def train_some(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
+        return train_batch(batch, train_set, test_set, schedule, width, checkpoint, samples,
+                           graph)
 
     data = tensor_digest(*(getattr(part, name) for part in (train_set, test_set)
                            for name in ("images", "masks", "big")))
     setting = [schedule.as_dict(), data, width, samples]
-    return run_study(runs, train_one, work_dir, setting, together=False)
+    cuda = train_set.images.device.type == "cuda"
+    return run_study(runs, train_some, work_dir, setting, group_by=lambda run: run.lr_scale,
+                     max_together=SIDE_BY_SIDE if cuda else 1)

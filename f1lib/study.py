@@ -11,11 +11,12 @@ runs differ in the F1 term only:
   paper     the seed's equations and step sizes (F1Regularizer variant "paper").
   stable    the corrected Lagrangian (variant "stable").
 
-A run's results are history rows (one per outer loop). Runs that differ in
-seed and beta only train together (`train_together`, through
-f1lib.train.train_runs). `run_study` keeps every finished run and the
-checkpoint of the batch in progress in a folder, written every
-CHECKPOINT_INTERVAL_S, so an interrupted study resumes close to where it stopped.
+A run's results are history rows (one per outer loop). Runs train together
+(`train_together`, through f1lib.train.train_runs): stacked, when they differ in
+seed and beta only, or side by side, when they share a learning rate.
+`run_study` keeps every finished run and the checkpoint of the batch in
+progress in a folder, written every CHECKPOINT_INTERVAL_S, so an interrupted
+study resumes close to where it stopped.
 Those files are keyed on f1lib's source too (`library_fingerprint`, over the
 modules that train and evaluate the runs): a run that older code finished is
 trained again, so that a figure never mixes two versions of the method under
@@ -31,7 +32,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from time import monotonic  # this module's own name for it: tests move its clock
-from typing import Callable
+from typing import Callable, Hashable
 
 import pandas as pd
 import torch
@@ -118,7 +119,10 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
                    schedule: Schedule, evaluation: Callable[[F1Regularizer], Callable],
                    checkpoint: Path | None = None,
                    **options) -> tuple[list[list[dict]], list[nn.Module]]:
-    """Train runs of one batch key together: (each run's tagged rows, its model).
+    """Train runs together: (each run's tagged rows, its model).
+
+    Stacked (train_runs' default), the runs must share a batch key; side by
+    side (the option stack=False), a learning rate.
 
     Each run's network is `make_model()` (on the data's device) after seeding
     torch with the run's seed, so every method starts from the same network
@@ -129,8 +133,11 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
     share of the batch's, counting the part of a resumed batch that an earlier,
     interrupted call trained up to its checkpoint.
     """
-    if len({batch_key(run) for run in runs}) != 1:
-        raise ValueError(f"runs of different variants or learning rates cannot train together: "
+    stacked = options.get("stack", True)
+    if len({batch_key(run) if stacked else run.lr_scale for run in runs}) != 1:
+        what = "variants or learning rates" if stacked else "learning rates"
+        raise ValueError(f"runs of different {what} cannot train together "
+                         f"{'stacked' if stacked else 'side by side'}: "
                          f"{[run.label for run in runs]}")
     device = data.inputs.device
     models, regularizers = [], []
@@ -219,12 +226,15 @@ def tensor_digest(*tensors: torch.Tensor, chunk_bytes: int = 1 << 26) -> str:
 
 
 def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[list[dict]]],
-              work_dir: Path, setting: object, together: bool = True) -> pd.DataFrame:
+              work_dir: Path, setting: object,
+              group_by: Callable[[Run], Hashable] = batch_key,
+              max_together: int | None = None) -> pd.DataFrame:
     """Every run's history rows, one per run and outer loop, in the order of `runs`.
 
-    train_batch(runs, checkpoint) trains runs of one batch key together
-    (checkpointing to that file) and returns each run's tagged rows; with
-    `together=False` it gets one run at a time. `setting` (JSON-able:
+    train_batch(runs, checkpoint) trains runs with one `group_by` key together
+    (checkpointing to that file) and returns each run's tagged rows; it gets at
+    most `max_together` runs at a time (None: a whole group; 1: one run), in
+    the order of `runs`. `setting` (JSON-able:
     schedule, data size, ...) joins each run in the key of its files, so that
     other settings never reuse them; so does the source that trains and evaluates them
     (`library_fingerprint`), so that other code never reuses them either. Every finished
@@ -238,15 +248,17 @@ def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[lis
         text = json.dumps([items, setting, library_fingerprint()], sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
+    if max_together is not None and max_together < 1:
+        raise ValueError(f"max_together: at least one run at a time, or None; got {max_together}")
     done = {run: work_dir / f"{key(asdict(run))}.json" for run in runs}
     groups: dict[object, list[Run]] = {}
-    for i, run in enumerate(runs):
-        groups.setdefault(batch_key(run) if together else i, []).append(run)
-    for group in tqdm(list(groups.values()), desc="run batches" if together else "runs",
-                      disable=None):
-        pending = [run for run in group if not done[run].exists()]
-        if not pending:
-            continue
+    for run in runs:
+        groups.setdefault(group_by(run), []).append(run)
+    # the runs left, in batches: a resumed study forms the same batch that it was stopped in
+    size = max_together or len(runs)
+    left = [[run for run in group if not done[run].exists()] for group in groups.values()]
+    batches = [group[i:i + size] for group in left for i in range(0, len(group), size)]
+    for pending in tqdm(batches, desc="runs" if size == 1 else "run batches", disable=None):
         ckpt = work_dir / f"{key([asdict(run) for run in pending])}.ckpt"
         for run, rows in zip(pending, train_batch(pending, ckpt)):
             tmp = done[run].with_suffix(".tmp")

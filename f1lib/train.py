@@ -15,12 +15,15 @@ The history has one row per outer loop. Nothing in the inner loop reads a
 value back from the device: the one synchronisation per outer loop is where
 the history row is made (and checked for NaN/inf).
 
-`train_runs` trains several runs of one experiment together (seeds, betas):
-their weights are stacked and the inner step is vmapped over them
-(torch.func), so R runs cost about one run's kernel launches. On CUDA the
-whole inner step can be captured once as a CUDA graph and replayed
-(`graph=True`). Each run's result equals training it alone with `train`, to
-floating-point rounding.
+`train_runs` trains several runs of one experiment together (seeds, betas).
+Stacked (the default), their weights are stacked and the inner step is vmapped
+over them (torch.func), so R runs cost about one run's kernel launches; each
+run's result equals training it alone with `train`, to floating-point
+rounding. Side by side (`stack=False`), each run keeps its own weights and
+optimizer and the runs step in turn, each on a CUDA stream of its own, so that
+their kernels overlap: for networks that vmap cannot batch, and each run's
+result is exactly what it would be alone. On CUDA the whole inner step, of one
+run or all, can be captured once as a CUDA graph and replayed (`graph=True`).
 """
 
 from __future__ import annotations
@@ -204,6 +207,40 @@ def single_run_step(run: RunLoss, optimizer: torch.optim.Optimizer):
     return step
 
 
+def side_by_side(steps: Sequence[Callable[[Tensor], tuple[Tensor, Tensor]]],
+                 streams: bool = False) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+    """One step of R independent runs: idx (R, B) -> (task losses, Lagrangians), each (R,).
+
+    steps[r] (`single_run_step`, or a `CapturedStep` of one) takes run r's
+    minibatch idx[r]. With `streams` (CUDA), run r's step goes on a stream of
+    its own, which first waits for the caller's stream, and the caller's
+    stream then waits for every run's: the runs' kernels may overlap on the
+    device, while all that came before and comes after sees them in order.
+    Captured in a CUDA graph, the streams become the graph's parallel branches.
+    On the H200, three SegNet runs at 128x192 so trained 1.51x as many steps
+    per second as one (benchmarks/RESULTS.md). Each step is its run's own,
+    unchanged: the runs end exactly as they would alone.
+    """
+    lanes = [torch.cuda.Stream() for _ in steps] if streams else []
+
+    def step(idx: Tensor) -> tuple[Tensor, Tensor]:
+        caller = torch.cuda.current_stream() if lanes else None
+        outputs = []
+        for r, run_step in enumerate(steps):
+            if lanes:
+                lanes[r].wait_stream(caller)
+                with torch.cuda.stream(lanes[r]):
+                    outputs.append(run_step(idx[r]))
+            else:
+                outputs.append(run_step(idx[r]))
+        for lane in lanes:
+            caller.wait_stream(lane)
+        tasks, lagrangians = zip(*outputs)
+        return torch.stack(tasks), torch.stack(lagrangians)
+
+    return step
+
+
 def stack_runs(runs: Sequence[nn.Module]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """Stack R modules of one architecture: (parameters, buffers), each (R, ...).
 
@@ -352,23 +389,28 @@ def train_runs(
     bf16: bool = False,
     graph: bool = False,
     tf32: bool = False,
+    stack: bool = True,
 ) -> list[list[dict] | NonFiniteError]:
     """Algorithm 1 for R runs at once: each run's history, or its NonFiniteError.
 
     Run r trains models[r] with regularizers[r] on minibatches ordered by
-    seeds[r], as `train` would alone. With R > 1 the runs are stacked and
-    trained by one vmapped step (their models must share an architecture and
-    their regularizers differ in beta only); the modules keep being updated in
-    place, and `evaluate` (one callable, or one per run) sees each run's
-    model. A run that turns non-finite stops there: its entry is the
-    NonFiniteError (with the rows before it) while the others go on.
+    seeds[r], as `train` would alone. With R > 1 and `stack`, the runs are
+    stacked and trained by one vmapped step (their models must share an
+    architecture and their regularizers differ in beta only). With
+    `stack=False` they train side by side (`side_by_side`): each run's own step
+    in turn, on CUDA each on a stream of its own, and as one graph of parallel
+    branches with `graph`; the runs may then differ in anything but the
+    schedule. Either way the modules keep being updated in place, and
+    `evaluate` (one callable, or one per run) sees each run's model. A run that
+    turns non-finite stops there: its entry is the NonFiniteError (with the
+    rows before it) while the others go on.
 
     Batched, each run computes what it would alone up to floating-point
     rounding (tests/test_train_runs.py); a network that amplifies rounding,
     such as SegNet's batch norms over a handful of values at its 1x1
     bottleneck, drifts further apart within a few steps. Ops without a vmap
     batching rule (max_unpool2d) fall back to a loop over the runs, with a
-    PyTorch warning: f1lib.sky_study trains SegNet runs one at a time.
+    PyTorch warning: f1lib.sky_study trains SegNet runs side by side instead.
 
     Other arguments as in `train`.
     """
@@ -401,15 +443,13 @@ def train_runs(
         reg.check_labels(data.positive, torch.arange(n, device=device))
 
     runs = [RunLoss(m, reg, data, task_loss, bf16) for m, reg in zip(models, regularizers)]
-    if count == 1:
-        optimizer = torch.optim.SGD(param_groups(runs[0], schedule))
-        single = single_run_step(runs[0], optimizer)
-
-        def step(idx):  # (1, B) -> (1,), (1,)
-            task, lagrangian = single(idx[0])
-            return task.view(1), lagrangian.view(1)
+    if count == 1 or not stack:
+        optimizers = [torch.optim.SGD(param_groups(run, schedule)) for run in runs]
+        step = side_by_side([single_run_step(run, opt) for run, opt in zip(runs, optimizers)],
+                            streams=count > 1 and device.type == "cuda")
     else:
         step, optimizer = make_batched_step(runs, schedule)
+        optimizers = [optimizer]
 
     histories: list[list[dict]] = [[] for _ in range(count)]
     failed: dict[int, NonFiniteError] = {}
@@ -422,9 +462,13 @@ def train_runs(
             raise ValueError(
                 f"checkpoint {ckpt} belongs to another run ({state['runs']}), not {run_ids}"
             )
+        if len(state["optimizers"]) != len(optimizers):
+            raise ValueError(f"checkpoint {ckpt} holds runs trained "
+                             f"{'side by side' if stack else 'stacked'}; these are not")
         for run, saved in zip(runs, state["runs_state"]):
             run.load_state_dict(saved)
-        optimizer.load_state_dict(state["optimizer"])
+        for optimizer, saved in zip(optimizers, state["optimizers"]):
+            optimizer.load_state_dict(saved)
         torch.set_rng_state(state["rng"].cpu())  # map_location moved it with the rest
         histories, start = state["histories"], state["outer"]
         elapsed_before = state.get("elapsed_s", 0.0)
@@ -495,7 +539,8 @@ def train_runs(
                     "runs": run_ids, "outer": outer + 1, "histories": histories,
                     "failed": {r: (str(err), err.outer) for r, err in failed.items()},
                     "runs_state": [run.state_dict() for run in runs],
-                    "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+                    "optimizers": [opt.state_dict() for opt in optimizers],
+                    "rng": torch.get_rng_state(),
                     "elapsed_s": elapsed_before + saved_at - began,
                 }, ckpt)
     return [failed.get(r, histories[r]) for r in range(count)]

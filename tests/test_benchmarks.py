@@ -458,7 +458,8 @@ def test_segnet_concurrent_rows_time_runs_side_by_side_against_one_alone():
     alone = float(rows["one run"][0])
     for ms, per_s, vs_alone, _ in rows.values():
         assert float(per_s) == pytest.approx(1e3 / float(ms), rel=0.01)
-        assert float(vs_alone[:-1]) == pytest.approx(alone / float(ms), abs=0.01)
+        # the ratio comes from unrounded times: within the rounding of the printed ms
+        assert float(vs_alone[:-1]) == pytest.approx(alone / float(ms), rel=0.01, abs=0.01)
     refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "segnet.py"),
                               "--concurrent", "1"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "at least 2 runs" in refused.stderr

@@ -130,23 +130,25 @@ def test_the_batched_inner_step_does_not_synchronise():
 def test_segnet_in_bf16_and_channels_last_replays_as_a_cuda_graph():
     # the sky notebook's own training function, on tiny procedural scenes
     from f1lib.data.sky import ProceduralSky, load_batches
-    from f1lib.sky_study import SkySet, train_run
+    from f1lib.sky_study import SkySet, train_batch
     from f1lib.study import Run
 
     size = (32, 48)
     train_set = SkySet.from_batch(load_batches(ProceduralSky(28, size=size)), "cuda")
     test_set = SkySet.from_batch(load_batches(ProceduralSky(7, size=size, seed=9)), "cuda")
     assert train_set.images.is_contiguous(memory_format=torch.channels_last)
-    histories = [train_run(Run("stable", 1e-3, 0), train_set, test_set,
-                           Schedule(outer=2, inner=6, batch_size=7), width=0.125, samples=2,
-                           graph=graph) for graph in (False, True)]
-    eager, replayed = histories
-    assert [r["outer"] for r in replayed] == [1, 2]
-    assert replayed[-1]["sample_masks"]
-    # bf16 convolutions: the same kernels in the same order, but not promised bit for bit
-    for a, b in zip(replayed, eager):
-        for key in ("task_loss", "lagrangian", "miou"):
-            assert a[key] == pytest.approx(b[key], rel=2e-2, abs=2e-2), key
+    # two runs side by side: eagerly on two streams, then as one graph of two branches
+    runs = [Run("stable", 1e-3, 0), Run("paper", 1e-3, 1)]
+    histories = [train_batch(runs, train_set, test_set, Schedule(outer=2, inner=6, batch_size=7),
+                             width=0.125, samples=2, graph=graph) for graph in (False, True)]
+    for eager, replayed in zip(*histories):
+        assert [r["outer"] for r in replayed] == [1, 2]
+        assert replayed[-1]["sample_masks"]
+        # bf16 convolutions: the same kernels in the same order, but not promised bit for bit
+        for a, b in zip(replayed, eager):
+            for key in ("task_loss", "lagrangian", "miou"):
+                assert a[key] == pytest.approx(b[key], rel=2e-2, abs=2e-2), key
+    assert histories[1][0][-1]["task_loss"] != histories[1][1][-1]["task_loss"]
 
 
 @cuda
@@ -193,3 +195,27 @@ def test_batched_graph_training_resumed_on_cuda_ends_as_an_uninterrupted_run(tmp
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["outer"] == 2
     for resumed, expected in zip(trained(checkpoint=ckpt), whole):
         assert_histories_close(resumed, expected)
+
+
+@cuda
+def test_runs_side_by_side_as_one_graph_train_as_each_alone():
+    # other variants and another architecture: runs that only side by side can share a step
+    from test_train_runs import SIDE_BY_SIDE, assert_histories_close, fresh_run
+
+    schedule = Schedule(outer=3, inner=8, batch_size=16)
+
+    def on_cuda(variant, beta, seed, cls):
+        model, reg, data = fresh_run(variant, beta, seed, model_cls=cls)
+        return model.cuda(), reg.cuda(), data.to("cuda")
+
+    alone = []
+    for spec in SIDE_BY_SIDE:
+        model, reg, data = on_cuda(*spec)
+        alone.append(train(model, data, reg, schedule=schedule, seed=spec[2], progress=False,
+                           graph=True))
+    runs = [on_cuda(*spec) for spec in SIDE_BY_SIDE]
+    together = train_runs([m for m, _, _ in runs], runs[0][2], [r for _, r, _ in runs],
+                          seeds=[spec[2] for spec in SIDE_BY_SIDE], schedule=schedule,
+                          progress=False, graph=True, stack=False)
+    for got, expected in zip(together, alone):
+        assert_histories_close(got, expected)

@@ -12,7 +12,7 @@ from f1lib import Schedule, train
 from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datasets
 from f1lib.metrics import per_image_iou, sky_iou, thresholded_iou
 from f1lib.models import SegNet
-from f1lib.sky_study import SkySet, pack_masks, run_sky_study, train_run, unpack_masks
+from f1lib.sky_study import SkySet, pack_masks, run_sky_study, train_batch, unpack_masks
 from f1lib.study import Run
 
 from test_train import StateProbe, probe_data
@@ -47,6 +47,34 @@ def test_segnet_width_scales_the_channels_and_bad_settings_raise():
         SegNet(weights="coco")
     with pytest.raises(ValueError, match="width 1"):
         SegNet(width=0.5).load_vgg16_bn_encoder()
+
+
+def test_imagenet_encoder_computes_what_vgg16_bn_computes_its_biases_folded(monkeypatch):
+    # torchvision's VGG16-BN, its biases and norms made non-trivial, stands in for the
+    # ImageNet download; SegNet's encoder convolutions have no bias
+    import torchvision.models
+
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg16_bn(weights=None)
+    with torch.no_grad():
+        for m in vgg.features:
+            if isinstance(m, torch.nn.Conv2d):
+                m.bias.uniform_(-1, 1)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    monkeypatch.setattr(torchvision.models, "vgg16_bn", lambda weights: vgg)
+    model = SegNet(weights="imagenet").eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.bias is None for c in convs if c is not model.classifier)
+    x = torch.rand(2, 3, 64, 64)
+    encoded = x
+    with torch.no_grad():
+        for block in model.encoder:
+            encoded = torch.nn.functional.max_pool2d(block(encoded), 2, 2)
+        torch.testing.assert_close(encoded, vgg.eval().features(x), rtol=1e-4, atol=1e-4)
 
 
 def test_missing_imagenet_weights_say_what_to_do(monkeypatch):
@@ -112,16 +140,21 @@ def tiny_sky(n_train=28, n_test=7, size=(32, 48)):
     return SkySet.from_batch(train_b, "cpu"), SkySet.from_batch(test_b, "cpu")
 
 
-def test_a_run_scores_its_masks_and_keeps_the_samples():
+def test_runs_side_by_side_score_their_masks_and_keep_the_samples():
     train_set, test_set = tiny_sky()
-    rows = train_run(Run("stable", 1e-3, 0), train_set, test_set,
-                     Schedule(outer=2, inner=2, batch_size=7), width=0.125, samples=3)
-    assert [r["outer"] for r in rows] == [1, 2]
-    for key in ("miou", "iou_sky", "thresholded_iou", "miou_small", "head_f1"):
-        assert 0 <= rows[-1][key] <= 1, key
-    assert "sample_masks" in rows[-1] and "sample_masks" not in rows[0]
-    masks = unpack_masks(rows[-1]["sample_masks"], (3, 32, 48))
-    assert masks.dtype == torch.bool and masks.shape == (3, 32, 48)
+    runs = [Run("baseline", 0.0, 0), Run("paper", 1e-3, 1)]
+    histories = train_batch(runs, train_set, test_set, Schedule(outer=2, inner=2, batch_size=7),
+                            width=0.125, samples=3)
+    for run, rows in zip(runs, histories):
+        assert [(r["run"], r["seed"], r["outer"]) for r in rows] == [(run.label, run.seed, 1),
+                                                                      (run.label, run.seed, 2)]
+        for key in ("miou", "iou_sky", "thresholded_iou", "miou_small", "head_f1"):
+            assert 0 <= rows[-1][key] <= 1, key
+        assert "sample_masks" in rows[-1] and "sample_masks" not in rows[0]
+        masks = unpack_masks(rows[-1]["sample_masks"], (3, 32, 48))
+        assert masks.dtype == torch.bool and masks.shape == (3, 32, 48)
+    # each run its own network: other seeds, other masks after training
+    assert histories[0][-1]["task_loss"] != histories[1][-1]["task_loss"]
 
 
 def test_a_sky_study_resumes_only_on_the_data_its_runs_saw(tmp_path, monkeypatch):
@@ -130,11 +163,11 @@ def test_a_sky_study_resumes_only_on_the_data_its_runs_saw(tmp_path, monkeypatch
     run_sky_study(runs, train_set, test_set, schedule, tmp_path, width=0.125, samples=0)
     trained = []
 
-    def counted(run, *args, **kwargs):
-        trained.append(run)
-        return train_run(run, *args, **kwargs)
+    def counted(batch, *args, **kwargs):
+        trained.extend(batch)
+        return train_batch(batch, *args, **kwargs)
 
-    monkeypatch.setattr("f1lib.sky_study.train_run", counted)
+    monkeypatch.setattr("f1lib.sky_study.train_batch", counted)
     run_sky_study(runs, train_set, test_set, schedule, tmp_path, width=0.125, samples=0)
     assert trained == []
     # the same number of test scenes, of another seed

@@ -172,8 +172,52 @@ def test_one_at_a_time_when_asked(tmp_path):
         calls.append(len(batch))
         return [[{"outer": 1}] for _ in batch]
 
-    run_study(runs, fake_batch, tmp_path, setting=None, together=False)
+    run_study(runs, fake_batch, tmp_path, setting=None, max_together=1)
     assert calls == [1] * len(runs)
+    with pytest.raises(ValueError, match="max_together"):
+        run_study(runs, fake_batch, tmp_path, setting=None, max_together=0)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_batches_of_at_most_max_together_runs_and_a_resumed_study_forms_the_same_batch(
+        tmp_path):
+    # the sky study's grouping: every method of one learning rate, three runs at a time
+    runs = run_matrix(["paper", "stable"], [1e-3], seeds=3)  # 9 runs, 3 methods x 3 seeds
+    calls, checkpoints, stop = [], [], [2]
+
+    def fake_batch(batch, checkpoint):
+        calls.append([(run.method, run.seed) for run in batch])
+        checkpoints.append(checkpoint.name)
+        if len(calls) == stop[0]:
+            raise Interrupt
+        return [[{"outer": 1}] for _ in batch]
+
+    with pytest.raises(Interrupt):
+        run_study(runs, fake_batch, tmp_path, setting="s", group_by=lambda run: run.lr_scale,
+                  max_together=3)
+    # in the order of `runs`: seed 0's three methods, then seed 1's (stopped there)
+    assert calls == [[("baseline", 0), ("paper", 0), ("stable", 0)],
+                     [("baseline", 1), ("paper", 1), ("stable", 1)]]
+    stop[0] = 0
+    run_study(runs, fake_batch, tmp_path, setting="s", group_by=lambda run: run.lr_scale,
+              max_together=3)
+    # the interrupted batch again, with its checkpoint's name, then the last
+    assert calls[2:] == [[("baseline", 1), ("paper", 1), ("stable", 1)],
+                         [("baseline", 2), ("paper", 2), ("stable", 2)]]
+    assert checkpoints[2] == checkpoints[1]
+
+    # two runs lost, from one batch or two: the runs left train as one batch
+    done = {path.name for path in tmp_path.glob("*.json")}
+    assert len(done) == len(runs)
+    for path in sorted(tmp_path.glob("*.json"))[:2]:
+        path.unlink()
+    calls.clear()
+    run_study(runs, fake_batch, tmp_path, setting="s", group_by=lambda run: run.lr_scale,
+              max_together=3)
+    assert [len(batch) for batch in calls] == [2]
 
 
 def test_summary_rows_print_as_intervals_and_points():
@@ -198,10 +242,6 @@ def test_tagged_rows_keep_a_diverged_runs_rows_and_mark_it():
     assert run_tag(Run("stable", 0.1, 4)) == {"run": "stable, β=0.1", "method": "stable",
                                              "beta": 0.1, "seed": 4, "lr_scale": 1.0,
                                              "variant": "stable"}
-
-
-class Interrupt(Exception):
-    pass
 
 
 def test_a_resumed_batch_keeps_its_checkpoint_interval_and_the_time_before_the_interruption(
@@ -258,3 +298,27 @@ def test_the_data_digest_follows_every_value_dtype_and_shape():
     assert tensor_digest(data, data) != tensor_digest(data)
     assert tensor_digest(torch.zeros(4, dtype=torch.bool)) != \
         tensor_digest(torch.zeros(4, dtype=torch.uint8))
+
+
+def test_stacked_runs_share_a_batch_key_and_runs_side_by_side_a_learning_rate():
+    x, positive = gaussian_problem(n=40, separation=3.0, offset=1.0, seed=0)
+    data = TensorData(x.float(), positive.long(), positive)
+    schedule = Schedule(outer=2, inner=3, batch_size=8)
+
+    def make_model():
+        return SharedHeadMLP(in_features=2, hidden=8, classes=2)
+
+    def evaluation(_regularizer):
+        return lambda _model: {}
+
+    mixed = [Run("baseline", 0.0, 0), Run("paper", 0.1, 1)]
+    with pytest.raises(ValueError, match="different variants or learning rates cannot train "
+                                         "together stacked"):
+        train_together(mixed, make_model, data, schedule, evaluation)
+    rows, models = train_together(mixed, make_model, data, schedule, evaluation, stack=False)
+    assert [(r[-1]["run"], r[-1]["seed"], r[-1]["outer"]) for r in rows] == [
+        ("baseline", 0, 2), ("paper, β=0.1", 1, 2)]
+    assert len(models) == 2 and models[0] is not models[1]
+    slower = [Run("baseline", 0.0, 0), Run("baseline", 0.0, 0, lr_scale=0.1)]
+    with pytest.raises(ValueError, match="different learning rates cannot train together side"):
+        train_together(slower, make_model, data, schedule, evaluation, stack=False)

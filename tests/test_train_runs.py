@@ -192,3 +192,72 @@ def test_batched_steps_accumulate_each_linear_weight_gradient_without_a_copy():
     copied = [tuple(event.input_shapes[0][1:]) for event in profile.events()
               if event.name == "aten::copy_" and len(event.input_shapes[0]) == 3]
     assert weights and not weights & set(copied)
+
+
+# ------------------------------------------------------------------ side by side
+# runs that cannot be stacked: other variants, another architecture, no regularizer
+SIDE_BY_SIDE = [("stable", 1e-3, 0, TwoHeads), ("paper", 0.1, 1, TwoHeads),
+                ("stable", 0.1, 2, lambda: TwoHeads(hidden=5))]
+
+
+def side_by_side_runs(seed_offset=0):
+    runs = [fresh_run(v, b, s + seed_offset, model_cls=cls) for v, b, s, cls in SIDE_BY_SIDE]
+    return [m for m, _, _ in runs], runs[0][2], [r for _, r, _ in runs]
+
+
+def test_runs_side_by_side_end_bit_for_bit_as_each_alone():
+    alone, alone_states = [], []
+    for variant, beta, seed, cls in SIDE_BY_SIDE:
+        model, reg, data = fresh_run(variant, beta, seed, model_cls=cls)
+        alone.append(train(model, data, reg, schedule=SCHEDULE, seed=seed, progress=False,
+                           evaluate=lambda m, data=data: accuracy(m, data)))
+        alone_states.append(state(model, reg))
+    models, data, regs = side_by_side_runs()
+    with pytest.raises(ValueError, match="in more than beta"):  # these runs cannot be stacked
+        train_runs(models, data, regs, seeds=[0, 1, 2], schedule=SCHEDULE, progress=False)
+    together = train_runs(models, data, regs, seeds=[s for _, _, s, _ in SIDE_BY_SIDE],
+                          schedule=SCHEDULE, progress=False, stack=False,
+                          evaluate=lambda m: accuracy(m, data))
+    assert together == alone
+    for r, (model, reg) in enumerate(zip(models, regs)):
+        got = state(model, reg)
+        assert got.keys() == alone_states[r].keys()
+        assert all(torch.equal(got[k], alone_states[r][k]) for k in got), r
+    assert len({h[-1]["task_loss"] for h in together}) == len(SIDE_BY_SIDE)
+
+
+def test_side_by_side_resume_equals_an_uninterrupted_run_and_refuses_a_stacked_checkpoint(
+        tmp_path):
+    schedule, seeds = Schedule(outer=4, inner=5, batch_size=16), [0, 1, 2]
+    models, data, regs = side_by_side_runs()
+    whole = train_runs(models, data, regs, seeds=seeds, schedule=schedule, progress=False,
+                       stack=False)
+    expected = [state(m, r) for m, r in zip(models, regs)]
+
+    ckpt = tmp_path / "side.ckpt"
+    calls = itertools.count()
+
+    def interrupt_in_outer_loop_3(_model):
+        if next(calls) == 2 * len(seeds):
+            raise Interrupt
+        return {}
+
+    models, data, regs = side_by_side_runs()
+    with pytest.raises(Interrupt):
+        train_runs(models, data, regs, seeds=seeds, schedule=schedule, checkpoint=ckpt,
+                   evaluate=interrupt_in_outer_loop_3, progress=False, stack=False)
+    models, data, regs = side_by_side_runs(seed_offset=50)  # the checkpoint's values win
+    resumed = train_runs(models, data, regs, seeds=seeds, schedule=schedule, checkpoint=ckpt,
+                         progress=False, stack=False)
+    assert resumed == whole
+    for r, (m, reg) in enumerate(zip(models, regs)):
+        got = state(m, reg)
+        assert all(torch.equal(expected[r][k], got[k]) for k in got), r
+
+    stacked = [fresh_run("stable", b, s) for b, s in [(0.0, 0), (0.1, 1)]]
+    stacked_args = ([m for m, _, _ in stacked], stacked[0][2], [r for _, r, _ in stacked])
+    ckpt2 = tmp_path / "stacked.ckpt"
+    train_runs(*stacked_args, seeds=[0, 1], schedule=schedule, checkpoint=ckpt2, progress=False)
+    with pytest.raises(ValueError, match="holds runs trained stacked"):
+        train_runs(*stacked_args, seeds=[0, 1], schedule=schedule, checkpoint=ckpt2,
+                   progress=False, stack=False)
