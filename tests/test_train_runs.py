@@ -261,3 +261,52 @@ def test_side_by_side_resume_equals_an_uninterrupted_run_and_refuses_a_stacked_c
     with pytest.raises(ValueError, match="holds runs trained stacked"):
         train_runs(*stacked_args, seeds=[0, 1], schedule=schedule, checkpoint=ckpt2,
                    progress=False, stack=False)
+
+
+def test_side_by_side_forks_each_run_onto_its_stream_and_joins_them_all(monkeypatch):
+    # the CUDA streams' protocol, recorded with stand-in streams: each run's step on its own
+    # stream, after that stream waited for the caller's; the caller waits for every run's
+    from contextlib import contextmanager
+
+    from f1lib.train import side_by_side
+
+    events = []
+
+    class Stream:
+        def __init__(self, name):
+            self.name = name
+
+        def wait_stream(self, other):
+            events.append(("wait", self.name, other.name))
+
+    current = [Stream("caller")]
+    lanes = iter([Stream("lane 0"), Stream("lane 1"), Stream("lane 2")])
+
+    @contextmanager
+    def on(stream):
+        before, current[0] = current[0], stream
+        try:
+            yield
+        finally:
+            current[0] = before
+
+    monkeypatch.setattr(torch.cuda, "Stream", lambda: next(lanes))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: current[0])
+    monkeypatch.setattr(torch.cuda, "stream", on)
+
+    def run_step(r):
+        def step(idx):
+            events.append(("step", r, current[0].name, idx.tolist()))
+            return torch.tensor(float(r)), torch.tensor(10.0 + r)
+        return step
+
+    step = side_by_side([run_step(r) for r in range(3)], streams=True)
+    tasks, lagrangians = step(torch.arange(6).view(3, 2))
+    assert events == [
+        ("wait", "lane 0", "caller"), ("step", 0, "lane 0", [0, 1]),
+        ("wait", "lane 1", "caller"), ("step", 1, "lane 1", [2, 3]),
+        ("wait", "lane 2", "caller"), ("step", 2, "lane 2", [4, 5]),
+        ("wait", "caller", "lane 0"), ("wait", "caller", "lane 1"), ("wait", "caller", "lane 2"),
+    ]
+    assert current[0].name == "caller"
+    assert tasks.tolist() == [0.0, 1.0, 2.0] and lagrangians.tolist() == [10.0, 11.0, 12.0]
