@@ -127,10 +127,11 @@ def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: 
 
 def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: Schedule,
                   work_dir: Path, width: float, samples: int = 4,
-                  graph: bool = False) -> pd.DataFrame:
+                  graph: bool = False, side_by_side: int | None = None) -> pd.DataFrame:
     """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study).
-    On CUDA, SIDE_BY_SIDE runs of one learning rate train side by side; on the CPU, one at
-    a time. Either way each run's result is what it would be alone."""
+    Up to `side_by_side` runs of one learning rate train side by side; by default
+    SIDE_BY_SIDE on CUDA and one at a time on the CPU. Either way each run's result is
+    what it would be alone."""
     def train_some(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
         return train_batch(batch, train_set, test_set, schedule, width, checkpoint, samples,
                            graph)
@@ -138,6 +139,7 @@ def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule
     data = tensor_digest(*(getattr(part, name) for part in (train_set, test_set)
                            for name in ("images", "masks", "big")))
     setting = [schedule.as_dict(), data, width, samples]
-    cuda = train_set.images.device.type == "cuda"
+    if side_by_side is None:
+        side_by_side = SIDE_BY_SIDE if train_set.images.device.type == "cuda" else 1
     return run_study(runs, train_some, work_dir, setting, group_by=lambda run: run.lr_scale,
-                     max_together=SIDE_BY_SIDE if cuda else 1)
+                     max_together=side_by_side)

@@ -13,7 +13,7 @@ from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datase
 from f1lib.metrics import per_image_iou, sky_iou, thresholded_iou
 from f1lib.models import SegNet
 from f1lib.sky_study import SkySet, pack_masks, run_sky_study, train_batch, unpack_masks
-from f1lib.study import Run
+from f1lib.study import Run, run_matrix
 
 from test_train import StateProbe, probe_data
 
@@ -174,6 +174,27 @@ def test_a_sky_study_resumes_only_on_the_data_its_runs_saw(tmp_path, monkeypatch
     other_test = SkySet.from_batch(load_batches(ProceduralSky(7, size=(32, 48), seed=10)), "cpu")
     run_sky_study(runs, train_set, other_test, schedule, tmp_path, width=0.125, samples=0)
     assert trained == runs
+
+
+def test_a_sky_study_side_by_side_gives_each_run_the_rows_it_gets_alone(tmp_path, monkeypatch):
+    train_set, test_set = tiny_sky()
+    # 6 runs in two batches of three, each batch mixing seeds (so minibatch orders differ)
+    runs = sorted(run_matrix(["paper", "stable"], [1e-3], seeds=2), key=lambda run: run.method)
+    schedule = Schedule(outer=2, inner=2, batch_size=7)
+    batches = []
+
+    def counted(batch, *args, **kwargs):
+        batches.append(len(batch))
+        return train_batch(batch, *args, **kwargs)
+
+    monkeypatch.setattr("f1lib.sky_study.train_batch", counted)
+    studies = {together: run_sky_study(runs, train_set, test_set, schedule,
+                                       tmp_path / str(together), width=0.125, samples=2,
+                                       side_by_side=together) for together in (1, 3)}
+    assert batches == [1] * 6 + [3, 3]
+    alone, side = (studies[k].drop(columns="wall_s") for k in (1, 3))
+    pd.testing.assert_frame_equal(side, alone)
+    assert alone.groupby(["run", "seed"]).task_loss.last().nunique() == len(runs)
 
 
 def test_packed_masks_round_trip():
