@@ -200,7 +200,7 @@ def test_batched_graph_training_resumed_on_cuda_ends_as_an_uninterrupted_run(tmp
 @cuda
 def test_runs_side_by_side_as_one_graph_train_as_each_alone():
     # other variants and another architecture: runs that only side by side can share a step
-    from test_train_runs import SIDE_BY_SIDE, assert_histories_close, fresh_run
+    from test_train_runs import SIDE_BY_SIDE, fresh_run
 
     schedule = Schedule(outer=3, inner=8, batch_size=16)
 

@@ -1,13 +1,14 @@
 """Run-batching (f1lib.train.train_runs): R runs trained together equal each trained alone."""
 
 import itertools
+from contextlib import contextmanager
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from f1lib import F1Hyper, F1Regularizer, NonFiniteError, Schedule, SharedHeadMLP, train
-from f1lib.train import RunLoss, make_batched_step, train_runs
+from f1lib.train import RunLoss, make_batched_step, side_by_side, train_runs
 
 from test_train import Interrupt, TwoHeads, toy_data
 
@@ -266,10 +267,6 @@ def test_side_by_side_resume_equals_an_uninterrupted_run_and_refuses_a_stacked_c
 def test_side_by_side_forks_each_run_onto_its_stream_and_joins_them_all(monkeypatch):
     # the CUDA streams' protocol, recorded with stand-in streams: each run's step on its own
     # stream, after that stream waited for the caller's; the caller waits for every run's
-    from contextlib import contextmanager
-
-    from f1lib.train import side_by_side
-
     events = []
 
     class Stream:
