@@ -464,12 +464,14 @@ def train_runs(
             raise ValueError(
                 f"checkpoint {ckpt} belongs to another run ({state['runs']}), not {run_ids}"
             )
-        if len(state["optimizers"]) != len(optimizers):
+        # f1lib before 967c901 wrote its one optimizer, of one run or a stack, as "optimizer"
+        saved_optimizers = state.get("optimizers") or [state["optimizer"]]
+        if len(saved_optimizers) != len(optimizers):
             raise ValueError(f"checkpoint {ckpt} holds runs trained "
                              f"{'side by side' if stack else 'stacked'}; these are not")
         for run, saved in zip(runs, state["runs_state"]):
             run.load_state_dict(saved)
-        for optimizer, saved in zip(optimizers, state["optimizers"]):
+        for optimizer, saved in zip(optimizers, saved_optimizers):
             optimizer.load_state_dict(saved)
         torch.set_rng_state(state["rng"].cpu())  # map_location moved it with the rest
         histories, start = state["histories"], state["outer"]

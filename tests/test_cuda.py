@@ -13,6 +13,7 @@ from f1lib import F1Hyper, F1Regularizer, Schedule, batch_order
 from f1lib.train import RunLoss, make_batched_step, make_step, train, train_runs
 
 from test_train import Interrupt, StateProbe, TwoHeads, probe_data, toy_data
+from test_train_runs import SIDE_BY_SIDE, assert_histories_close, fresh_run
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -77,13 +78,6 @@ def test_captured_inner_step_matches_eager(variant):
     torch.cuda.synchronize()
     for a, b in zip(eager, state(model, reg)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
-
-
-def assert_histories_close(got, expected):
-    assert [row["outer"] for row in got] == [row["outer"] for row in expected]
-    for a, b in zip(got, expected):
-        for key in a:
-            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
 
 
 def fresh_runs(variant, betas):
@@ -200,7 +194,6 @@ def test_batched_graph_training_resumed_on_cuda_ends_as_an_uninterrupted_run(tmp
 @cuda
 def test_runs_side_by_side_as_one_graph_train_as_each_alone():
     # other variants and another architecture: runs that only side by side can share a step
-    from test_train_runs import SIDE_BY_SIDE, fresh_run
 
     schedule = Schedule(outer=3, inner=8, batch_size=16)
 

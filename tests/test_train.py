@@ -64,8 +64,9 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.parametrize("older_format", [False, True], ids=["", "older format"])
 @pytest.mark.parametrize("variant", ["paper", "stable"])
-def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path, variant):
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path, variant, older_format):
     schedule = Schedule(outer=4, inner=6, batch_size=16)
     model, reg, data = fresh(variant)
     whole = train(model, data, reg, schedule=schedule, progress=False)
@@ -86,6 +87,10 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path, variant):
         train(model, data, reg, schedule=schedule, checkpoint=ckpt, evaluate=stop_after_two,
               progress=False)
     assert torch.load(ckpt, weights_only=False)["outer"] == 2
+    if older_format:  # as f1lib wrote it before 967c901: one optimizer's state, "optimizer"
+        state = torch.load(ckpt, weights_only=False)
+        state["optimizer"] = state.pop("optimizers")[0]
+        torch.save(state, ckpt)
     # a new process would start from fresh objects, with other initial values
     model, reg, data = fresh(variant, seed=99)
     resumed = train(model, data, reg, schedule=schedule, checkpoint=ckpt, progress=False)
