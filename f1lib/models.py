@@ -144,14 +144,13 @@ class SegNet(nn.Module):
                 f"({type(err).__name__}: {err}); they download to ~/.cache/torch/hub/checkpoints "
                 "(vgg16_bn-6c64b313.pth) where the internet allows; use weights=None to train "
                 "from scratch") from err
+        # VGG16-BN's features and this encoder: conv, BN, ReLU, 13 times (pools between)
         source = [m for m in vgg.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
-        target = [m for block in self.encoder for layer in block for m in layer
-                  if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
         with torch.no_grad():
-            for src, dst in zip(source, target, strict=True):
-                if isinstance(src, nn.Conv2d):
-                    dst.weight.copy_(src.weight)
-                    bias = src.bias
-                else:  # the norm's input lacks the bias now: so does the mean it subtracts
-                    dst.load_state_dict(src.state_dict())
-                    dst.running_mean -= bias
+            for (conv, norm), (src_conv, src_norm) in zip(
+                    ((layer[0], layer[1]) for block in self.encoder for layer in block),
+                    zip(source[0::2], source[1::2]), strict=True):
+                conv.weight.copy_(src_conv.weight)
+                norm.load_state_dict(src_norm.state_dict())
+                # the norm's input lacks the bias now: so does the mean it subtracts
+                norm.running_mean -= src_conv.bias
