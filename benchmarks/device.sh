@@ -184,10 +184,15 @@ done
 # 3. the notebooks not yet finished, stopped in time for the tarball
 todo=()
 for name in $all; do settled "$name" || todo+=("$name"); done
-if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt 30 ]; then
+# At its limit, reproduce interrupts the notebooks' kernels and gives them GRACE seconds to
+# write their studies' checkpoints at the step they stop (f1lib.train.HeldSignals); 20 s more
+# are left for the tarball
+GRACE=15
+if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt $(( 30 + GRACE )) ]; then
     say "notebooks: ${todo[*]} (profile $PROFILE ${extra[*]}), for at most $(( $(left) - 20 )) s"
     start=$(date +%s)
-    timeout $(( $(left) - 20 )) $py -m f1lib.reproduce --profile "$PROFILE" --jobs "$JOBS" \
+    timeout -k $(( GRACE + 5 )) $(( $(left) - 20 - GRACE )) \
+        $py -m f1lib.reproduce --profile "$PROFILE" --jobs "$JOBS" --grace $GRACE \
         --only "${todo[@]}" --set workers=8 "${extra[@]}" > "$OUT/paper.log" 2>&1
     status=$?
     spent=$(( $(date +%s) - start ))
@@ -196,7 +201,7 @@ if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt 30 ]; then
         grep -q "^== $name.ipynb done" "$OUT/paper.log" && touch "$state/done_$name"
         grep -q "^== $name.ipynb FAILED" "$OUT/paper.log" && touch "$state/failed_$name"
     done
-    [ $status -eq 124 ] && say "stopped at the call's limit: call again to resume"
+    case $status in 124|137) say "stopped at the call's limit: call again to resume" ;; esac
     say "reproduce exit $status after $spent s; notebooks' time over all calls $(cat "$state/paper_s") s"
 fi
 # what this call finished: the notebooks and the figure files their records list (a

@@ -10,7 +10,10 @@ parameter to the notebooks whose parameters cell declares it (its value is a
 Python literal). `--only` names the notebooks to run (their file stems); the
 others keep their stored outputs. `--jobs N` runs N notebooks at once: on a
 GPU machine the CPU-bound ones (lp_bound, sky_histogram) then run beside the
-GPU-bound ones. SIGTERM stops the notebooks still running, as Ctrl-C does.
+GPU-bound ones. SIGTERM stops the notebooks still running, as Ctrl-C does: each
+kernel is interrupted, as Jupyter's interrupt button does, so that a study in
+training writes its checkpoint at the step it stops (f1lib.train.HeldSignals),
+and what has not ended `--grace` seconds later is terminated.
 Notebooks save their own figures and provenance (with their wall time, which
 sharing the machine lengthens); each one's log goes to .cache/reproduce/.
 """
@@ -40,6 +43,43 @@ def parse_setting(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"--set {name}: {value!r} is not a Python literal")
 
 
+def stop_notebooks(processes: list[subprocess.Popen], grace: float) -> None:
+    """Interrupt the kernels of the papermill `processes` (SIGINT), wait up to `grace`
+    seconds for the processes to end, then terminate those left. A kernel that papermill
+    leaves behind exits by itself (ipykernel's parent poller), but without a word to the
+    code it runs: hence the interrupt first."""
+    try:
+        import psutil  # ipykernel's own dependency: there wherever a kernel runs
+    except ImportError:
+        psutil = None
+    for process in processes:
+        if psutil is None:
+            break
+        try:
+            kernels = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for kernel in kernels:
+            try:
+                kernel.send_signal(signal.SIGINT)
+            except psutil.NoSuchProcess:
+                pass
+    deadline = time.monotonic() + grace
+    try:
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.terminate()
+    except BaseException:  # a second Ctrl-C or SIGTERM: no more waiting
+        for process in processes:
+            process.terminate()
+        raise
+    finally:
+        for process in processes:
+            process.wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m f1lib.reproduce",
                                      description=__doc__.splitlines()[0])
@@ -55,9 +95,14 @@ def main(argv: list[str] | None = None) -> int:
                              "run beside the GPU-bound ones)")
     parser.add_argument("--only", nargs="+", default=None, metavar="NOTEBOOK",
                         help="run only these notebooks (file stems, e.g. mnist)")
+    parser.add_argument("--grace", type=float, default=20.0, metavar="SECONDS",
+                        help="on SIGTERM or Ctrl-C, how long the interrupted notebooks may "
+                             "take to write their checkpoints before they are terminated")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if not args.grace >= 0:
+        parser.error(f"--grace is in seconds, at least 0: got {args.grace}")
 
     import papermill
 
@@ -91,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
                    str(book), "--kernel", "python3", "--log-level", "WARNING"]
         if parameters:
             command += ["-y", json.dumps(parameters)]  # JSON is YAML
+        # a session of its own: a terminal's Ctrl-C reaches this process, which stops the
+        # notebooks in order (stop_notebooks), not papermill, which would drop its kernel
         with open(logs / f"{notebook.stem}.log", "w") as log:  # the child keeps its own handle
-            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), \
-                time.perf_counter()
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True), time.perf_counter()
 
     start = time.perf_counter()
     waiting, running, failed = list(notebooks), {}, []
@@ -118,11 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                     tail = (logs / f"{notebook.stem}.log").read_text().splitlines()[-30:]
                     print("\n".join("   " + line for line in tail), flush=True)
     finally:
-        for notebook, (process, _) in running.items():
-            process.terminate()
+        stop_notebooks([process for process, _ in running.values()], args.grace)
+        for notebook in running:
             print(f"== {notebook.name} stopped unfinished", flush=True)
-        for process, _ in running.values():
-            process.wait()
         signal.signal(signal.SIGTERM, previous)
     readme = root / "README.md"
     changed = update_readme(readme, root / "figures")

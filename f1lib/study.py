@@ -15,8 +15,8 @@ A run's results are history rows (one per outer loop). Runs train together
 (`train_together`, through f1lib.train.train_runs): stacked, when they differ in
 seed and beta only, or side by side, when they share a learning rate.
 `run_study` keeps every finished run and the checkpoint of the batch in
-progress in a folder, written every CHECKPOINT_INTERVAL_S, so an interrupted
-study resumes close to where it stopped.
+progress in a folder, written every CHECKPOINT_INTERVAL_S and at the step where
+a SIGINT or SIGTERM stops it, so an interrupted study resumes where it stopped.
 Those files are keyed on f1lib's source too (`library_fingerprint`, over the
 modules that train and evaluate the runs): a run that older code finished is
 trained again, so that a figure never mixes two versions of the method under
@@ -48,7 +48,8 @@ METHODS = ("baseline", "paper", "stable")
 PACKAGE = Path(__file__).parent
 # seconds between checkpoints of a batch in progress: writing one (118 MB for SegNet, 205 MB
 # for 25 stacked MLP runs, some 0.2-0.5 s) every outer loop would cost about as much as a GPU
-# takes for the outer loop's 600 steps; an interruption loses up to this long and an outer loop
+# takes for the outer loop's 600 steps. Ctrl-C, Jupyter's interrupt and SIGTERM write one at the
+# step they stop (f1lib.train.HeldSignals); a kill loses up to this long and an outer loop
 CHECKPOINT_INTERVAL_S = 60.0
 
 

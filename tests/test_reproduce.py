@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 pytest.importorskip("papermill")
 
@@ -26,11 +27,17 @@ def notebook(parameters: str, body: str):
     return nb
 
 
+def make_book(root: Path) -> Path:
+    """root/book, beside a figures/ folder and a README with an empty claims table."""
+    (root / "book").mkdir()
+    (root / "figures").mkdir()
+    (root / "README.md").write_text(f"{START}\n{END}\n")
+    return root / "book"
+
+
 def test_each_notebook_runs_in_place_with_the_profile_and_its_own_parameters(tmp_path,
                                                                               monkeypatch):
-    book = tmp_path / "book"
-    book.mkdir()
-    (tmp_path / "figures").mkdir()
+    book = make_book(tmp_path)
     (tmp_path / "README.md").write_text(f"# x\n{START}\nold\n{END}\n")
     record = ("import json, os\n"
               "json.dump({'profile': os.environ.get('F1LIB_PROFILE'), **{k: v for k, v in "
@@ -61,10 +68,7 @@ def test_settings_are_python_literals():
 
 
 def test_a_failing_notebook_fails_the_run_and_the_others_still_run(tmp_path, capsys):
-    book = tmp_path / "book"
-    book.mkdir()
-    (tmp_path / "figures").mkdir()
-    (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
+    book = make_book(tmp_path)
     nbformat.write(notebook("n = 1", "raise RuntimeError('broken on purpose')"), book / "a.ipynb")
     nbformat.write(notebook("n = 1", "open('b.done', 'w').write('yes')"), book / "b.ipynb")
     assert main(["--profile", "smoke", "--book", str(book)]) == 1
@@ -74,10 +78,7 @@ def test_a_failing_notebook_fails_the_run_and_the_others_still_run(tmp_path, cap
 
 
 def test_only_runs_the_named_notebooks_and_refuses_unknown_names(tmp_path):
-    book = tmp_path / "book"
-    book.mkdir()
-    (tmp_path / "figures").mkdir()
-    (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
+    book = make_book(tmp_path)
     for name in ("a", "b"):
         nbformat.write(notebook("n = 1", f"open('{name}.done', 'w').write('yes')"),
                        book / f"{name}.ipynb")
@@ -95,25 +96,56 @@ def gone(pid: int) -> bool:
         return True
 
 
-def test_sigterm_stops_the_running_notebooks_and_their_kernels(tmp_path):
-    book = tmp_path / "book"
-    book.mkdir()
-    (tmp_path / "figures").mkdir()
-    (tmp_path / "README.md").write_text(f"{START}\n{END}\n")
-    nbformat.write(notebook("n = 1", "import os, time\nopen('pid', 'w').write(str(os.getpid()))"
-                            "\ntime.sleep(120)"), book / "a.ipynb")
+def stop_when_marked(book: Path, marker: str) -> None:
+    """Run the book, SIGTERM python -m f1lib.reproduce once book/marker holds the kernel's
+    pid, and check that the run stops with the notebook unfinished and its kernel gone."""
     reproduce = subprocess.Popen([sys.executable, "-m", "f1lib.reproduce", "--profile", "smoke",
                                   "--book", str(book)], stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (book / "pid").exists() or not (book / "pid").read_text():
+    deadline = time.monotonic() + 90
+    while not (book / marker).exists() or not (book / marker).read_text():
         assert time.monotonic() < deadline and reproduce.poll() is None
         time.sleep(0.2)
-    kernel = int((book / "pid").read_text())
+    kernel = int((book / marker).read_text())
     reproduce.send_signal(signal.SIGTERM)
     out, _ = reproduce.communicate(timeout=60)
     assert reproduce.returncode == 128 + signal.SIGTERM
     assert "a.ipynb stopped unfinished" in out
-    deadline = time.monotonic() + 20  # the kernel notices that papermill is gone
+    deadline = time.monotonic() + 20
     while not gone(kernel):
         assert time.monotonic() < deadline, "the notebook's kernel outlived the run"
         time.sleep(0.2)
+
+
+def test_sigterm_stops_the_running_notebooks_and_their_kernels(tmp_path):
+    book = make_book(tmp_path)
+    nbformat.write(notebook("n = 1", "import os, time\nopen('pid', 'w').write(str(os.getpid()))"
+                            "\ntime.sleep(120)"), book / "a.ipynb")
+    stop_when_marked(book, "pid")
+
+
+def test_sigterm_lets_a_training_notebook_write_its_checkpoint_at_the_step_it_stops(tmp_path):
+    book = make_book(tmp_path)
+    # a run far too long to finish, whose interval writes no checkpoint before its end: a
+    # file can only come from the stop; "training" appears after its first outer loop
+    body = """
+import os
+import f1lib
+from f1lib.data.gaussians import gaussian_problem
+
+x, positive = gaussian_problem(n=90, separation=3.0, offset=1.0, seed=0)
+
+def mark(model):
+    open("training", "w").write(str(os.getpid()))
+    return {}
+
+f1lib.train(f1lib.FixedFeatures(), f1lib.TensorData(x.float(), None, positive),
+            f1lib.F1Regularizer(positive, features=2),
+            schedule=f1lib.Schedule(outer=10**6, inner=50, batch_size=16), evaluate=mark,
+            checkpoint="run.ckpt", checkpoint_interval=1e9, progress=False)
+"""
+    nbformat.write(notebook("n = 1", body), book / "a.ipynb")
+    stop_when_marked(book, "training")
+    state = torch.load(book / "run.ckpt", weights_only=False)
+    assert state["outer"] >= 1 and len(state["histories"][0]) == state["outer"]
+    # the kernel was interrupted, not left to its parent poller: the traceback is in the log
+    assert "KeyboardInterrupt" in (book.parent / ".cache" / "reproduce" / "a.log").read_text()

@@ -2,6 +2,7 @@
 
 import importlib
 import itertools
+import signal
 
 import pytest
 import torch
@@ -97,6 +98,79 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path, variant, o
     got = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
     assert resumed == whole
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def signal_at(call: int, signum: int, times: int = 1):
+    """A task loss that raises `signum` (`times` times) inside the `call`-th step, mid-step;
+    `calls` counts the steps that reached the loss."""
+    calls = itertools.count(1)
+
+    def loss(output, target):
+        if next(calls) == call:
+            for _ in range(times):
+                signal.raise_signal(signum)
+        return F.cross_entropy(output, target)
+
+    loss.calls = calls
+    return loss
+
+
+def raise_interrupt(signum, frame):  # a handler that ends the run, as a scheduler's would
+    raise Interrupt
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_step_stops_after_that_step_and_the_run_resumes_from_it(
+        tmp_path, signum):
+    schedule = Schedule(outer=3, inner=6, batch_size=16)
+    model, reg, data = fresh()
+    whole = train(model, data, reg, schedule=schedule, progress=False)
+    expected = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
+
+    # SIGINT keeps Python's own handler (KeyboardInterrupt); SIGTERM gets one that raises
+    if signum == signal.SIGTERM:
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    ckpt = tmp_path / "run.ckpt"
+    model, reg, data = fresh()
+    # a long interval: no checkpoint is due before the signal, in step 3 of outer loop 2
+    try:
+        with pytest.raises(KeyboardInterrupt if signum == signal.SIGINT else Interrupt):
+            train(model, data, reg, schedule=schedule, checkpoint=ckpt, checkpoint_interval=1e9,
+                  task_loss=signal_at(6 + 3, signum), progress=False)
+    finally:
+        after = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        if signum == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, previous)
+    assert after == handlers
+    state = torch.load(ckpt, weights_only=False)
+    assert (state["outer"], state["inner"]) == (1, 3)
+
+    model, reg, data = fresh(seed=99)
+    resumed = train(model, data, reg, schedule=schedule, checkpoint=ckpt, progress=False)
+    got = {**model.state_dict(), **{f"reg.{k}": v for k, v in reg.state_dict().items()}}
+    assert resumed == whole
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_without_a_checkpoint_or_at_a_second_signal_the_signal_acts_at_once(tmp_path):
+    schedule = Schedule(outer=3, inner=6, batch_size=16)
+    model, reg, data = fresh()
+    loss = signal_at(4, signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, data, reg, schedule=schedule, task_loss=loss, progress=False)
+    assert next(loss.calls) == 5  # nothing to save, so no step after the 4th began
+
+    ckpt = tmp_path / "run.ckpt"
+    model, reg, data = fresh()
+    loss = signal_at(6 + 4, signal.SIGINT, times=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(model, data, reg, schedule=schedule, checkpoint=ckpt, task_loss=loss,
+              progress=False)
+    assert next(loss.calls) == 11
+    # the second Ctrl-C stopped the step itself: the file is the last outer loop's
+    state = torch.load(ckpt, weights_only=False)
+    assert (state["outer"], state["inner"]) == (1, 0)
 
 
 def test_a_checkpoint_interval_writes_once_that_long_has_passed_and_resumes_from_there(

@@ -1,6 +1,7 @@
 """Run-batching (f1lib.train.train_runs): R runs trained together equal each trained alone."""
 
 import itertools
+import signal
 from contextlib import contextmanager
 
 import pytest
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from f1lib import F1Hyper, F1Regularizer, NonFiniteError, Schedule, SharedHeadMLP, train
 from f1lib.train import RunLoss, make_batched_step, side_by_side, train_runs
 
-from test_train import Interrupt, TwoHeads, toy_data
+from test_train import Interrupt, TwoHeads, signal_at, toy_data
 
 SCHEDULE = Schedule(outer=3, inner=7, batch_size=16, lr=0.05)
 
@@ -114,7 +115,8 @@ def test_a_diverging_run_stops_alone_and_the_others_go_on():
         assert_histories_close(together[r], alone[r])
 
 
-def test_batched_resume_equals_an_uninterrupted_batch(tmp_path):
+@pytest.mark.parametrize("stop", ["between outer loops", "Ctrl-C mid-step"])
+def test_batched_resume_equals_an_uninterrupted_batch(tmp_path, stop):
     specs = BATCHES["stable"][:3]
     schedule = Schedule(outer=4, inner=5, batch_size=16)
 
@@ -135,9 +137,16 @@ def test_batched_resume_equals_an_uninterrupted_batch(tmp_path):
         return {}
 
     models, data, regs = batch()
-    with pytest.raises(Interrupt):
-        train_runs(models, data, regs, seeds=[0, 1, 2], schedule=schedule, checkpoint=ckpt,
-                   evaluate=interrupt_in_outer_loop_3, progress=False)
+    if stop == "between outer loops":
+        with pytest.raises(Interrupt):
+            train_runs(models, data, regs, seeds=[0, 1, 2], schedule=schedule, checkpoint=ckpt,
+                       evaluate=interrupt_in_outer_loop_3, progress=False)
+    else:  # in step 2 of outer loop 3, held until the batch's step ends
+        with pytest.raises(KeyboardInterrupt):
+            train_runs(models, data, regs, seeds=[0, 1, 2], schedule=schedule, checkpoint=ckpt,
+                       checkpoint_interval=1e9, task_loss=signal_at(2 * 5 + 2, signal.SIGINT),
+                       progress=False)
+        assert torch.load(ckpt, weights_only=False)["inner"] == 2
     models, data, regs = batch(seed_offset=50)  # other initial values: the checkpoint wins
     resumed = train_runs(models, data, regs, seeds=[0, 1, 2], schedule=schedule,
                          checkpoint=ckpt, progress=False)
