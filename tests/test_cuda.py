@@ -192,6 +192,40 @@ def test_batched_graph_training_resumed_on_cuda_ends_as_an_uninterrupted_run(tmp
 
 
 @cuda
+def test_a_signal_between_replayed_steps_stops_there_and_resumes_on_cuda(tmp_path, monkeypatch):
+    # on replay no Python of the step runs: the signal comes with the 9th call (step 3 of
+    # outer loop 2, after the capture), and the checkpoint must hold the replayed steps
+    import signal
+
+    import f1lib.train as trainer
+
+    betas, schedule = [0.0, 0.1], Schedule(outer=3, inner=6, batch_size=16)
+
+    def trained(checkpoint=None):
+        models, data, regs = fresh_runs("stable", betas)
+        return train_runs(models, data, regs, seeds=[0, 1], schedule=schedule, graph=True,
+                          checkpoint=checkpoint, checkpoint_interval=1e9, progress=False)
+
+    whole = trained()
+    calls, replay = itertools.count(1), trainer.CapturedStep.__call__
+
+    def signalled(self, idx):
+        if next(calls) == 6 + 3:
+            signal.raise_signal(signal.SIGINT)
+        return replay(self, idx)
+
+    ckpt = tmp_path / "runs.ckpt"
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer.CapturedStep, "__call__", signalled)
+        with pytest.raises(KeyboardInterrupt):
+            trained(ckpt)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert (state["outer"], state["inner"]) == (1, 3)
+    for resumed, expected in zip(trained(ckpt), whole):
+        assert_histories_close(resumed, expected)
+
+
+@cuda
 def test_runs_side_by_side_as_one_graph_train_as_each_alone():
     # other variants and another architecture: runs that only side by side can share a step
 
