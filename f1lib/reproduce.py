@@ -13,7 +13,7 @@ GPU machine the CPU-bound ones (lp_bound, sky_histogram) then run beside the
 GPU-bound ones. SIGTERM stops the notebooks still running, as Ctrl-C does: each
 kernel is interrupted, as Jupyter's interrupt button does, so that a study in
 training writes its checkpoint at the step it stops (f1lib.train.HeldSignals),
-and what has not ended `--grace` seconds later is terminated.
+and what has not ended `--grace` seconds later is killed.
 Notebooks save their own figures and provenance (with their wall time, which
 sharing the machine lengthens); each one's log goes to .cache/reproduce/.
 """
@@ -43,11 +43,18 @@ def parse_setting(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"--set {name}: {value!r} is not a Python literal")
 
 
+def ignore_stops() -> None:
+    """In a child before it starts: SIGINT and SIGTERM ignored (a disposition it keeps)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def stop_notebooks(processes: list[subprocess.Popen], grace: float) -> None:
-    """Interrupt the kernels of the papermill `processes` (SIGINT), wait up to `grace`
-    seconds for the processes to end, then terminate those left. A kernel that papermill
-    leaves behind exits by itself (ipykernel's parent poller), but without a word to the
-    code it runs: hence the interrupt first."""
+    """Interrupt the kernels of the papermill `processes` (SIGINT, as Jupyter's interrupt
+    button does), wait up to `grace` seconds for the processes to end, then kill those
+    left (they ignore SIGTERM). A kernel that papermill leaves behind exits by itself
+    (ipykernel's parent poller), but without a word to the code it runs: hence the
+    interrupt first."""
     try:
         import psutil  # ipykernel's own dependency: there wherever a kernel runs
     except ImportError:
@@ -70,10 +77,10 @@ def stop_notebooks(processes: list[subprocess.Popen], grace: float) -> None:
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.terminate()
+                process.kill()
     except BaseException:  # a second Ctrl-C or SIGTERM: no more waiting
         for process in processes:
-            process.terminate()
+            process.kill()
         raise
     finally:
         for process in processes:
@@ -136,11 +143,13 @@ def main(argv: list[str] | None = None) -> int:
                    str(book), "--kernel", "python3", "--log-level", "WARNING"]
         if parameters:
             command += ["-y", json.dumps(parameters)]  # JSON is YAML
-        # a session of its own: a terminal's Ctrl-C reaches this process, which stops the
-        # notebooks in order (stop_notebooks), not papermill, which would drop its kernel
+        # papermill ignores SIGINT and SIGTERM, which would make it drop its kernel unheard:
+        # a terminal's Ctrl-C or timeout's SIGTERM reach the whole process group, and this
+        # process then stops the notebooks in order (stop_notebooks). It stays in the group,
+        # so that a SIGKILL to the group (timeout -k) takes papermill, and its kernel, too
         with open(logs / f"{notebook.stem}.log", "w") as log:  # the child keeps its own handle
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True), time.perf_counter()
+                                    preexec_fn=ignore_stops), time.perf_counter()
 
     start = time.perf_counter()
     waiting, running, failed = list(notebooks), {}, []

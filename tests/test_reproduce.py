@@ -1,6 +1,7 @@
 """python -m f1lib.reproduce: every notebook re-run in place, parameters where declared."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -96,31 +97,37 @@ def gone(pid: int) -> bool:
         return True
 
 
-def stop_when_marked(book: Path, marker: str) -> None:
-    """Run the book, SIGTERM python -m f1lib.reproduce once book/marker holds the kernel's
-    pid, and check that the run stops with the notebook unfinished and its kernel gone."""
+def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> None:
+    """Run the book, send `signum` to python -m f1lib.reproduce's process group, as `timeout`
+    does, once book/marker holds the kernel's pid, and check that the run stops with the
+    notebook unfinished and its kernel gone."""
     reproduce = subprocess.Popen([sys.executable, "-m", "f1lib.reproduce", "--profile", "smoke",
-                                  "--book", str(book)], stdout=subprocess.PIPE, text=True)
+                                  "--book", str(book)], stdout=subprocess.PIPE, text=True,
+                                 start_new_session=True)  # a group of its own, as timeout's
     deadline = time.monotonic() + 90
     while not (book / marker).exists() or not (book / marker).read_text():
         assert time.monotonic() < deadline and reproduce.poll() is None
         time.sleep(0.2)
     kernel = int((book / marker).read_text())
-    reproduce.send_signal(signal.SIGTERM)
+    os.killpg(reproduce.pid, signum)
     out, _ = reproduce.communicate(timeout=60)
-    assert reproduce.returncode == 128 + signal.SIGTERM
-    assert "a.ipynb stopped unfinished" in out
+    if signum == signal.SIGKILL:  # nothing is said, and papermill goes with the group
+        assert reproduce.returncode == -signal.SIGKILL
+    else:
+        assert reproduce.returncode == 128 + signum
+        assert "a.ipynb stopped unfinished" in out
     deadline = time.monotonic() + 20
     while not gone(kernel):
         assert time.monotonic() < deadline, "the notebook's kernel outlived the run"
         time.sleep(0.2)
 
 
-def test_sigterm_stops_the_running_notebooks_and_their_kernels(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stop_ends_the_running_notebooks_and_their_kernels(tmp_path, signum):
     book = make_book(tmp_path)
     nbformat.write(notebook("n = 1", "import os, time\nopen('pid', 'w').write(str(os.getpid()))"
                             "\ntime.sleep(120)"), book / "a.ipynb")
-    stop_when_marked(book, "pid")
+    stop_when_marked(book, "pid", signum)
 
 
 def test_sigterm_lets_a_training_notebook_write_its_checkpoint_at_the_step_it_stops(tmp_path):
