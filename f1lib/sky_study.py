@@ -25,7 +25,7 @@ from .metrics import sky_iou, thresholded_iou
 from .models import SegNet
 from .regularizer import F1Regularizer
 from .study import Run, run_study, tensor_digest, train_together
-from .train import TensorData
+from .train import TensorData, bf16_convolutions
 
 # what the notebook summarises, per method
 SUMMARY_COLUMNS = ("miou", "iou_sky", "thresholded_iou", "miou_big", "miou_small", "head_f1",
@@ -40,7 +40,8 @@ SIDE_BY_SIDE = 3
 
 @dataclass
 class SkySet:
-    """Images as float in [0, 1] (channels_last on CUDA), masks as class indices, on one device."""
+    """Images as float in [0, 1] (channels_last where the network runs in bf16), masks as class
+    indices, on one device."""
 
     images: Tensor  # (N, 3, H, W) float32
     masks: Tensor  # (N, H, W) int64, 1 on sky
@@ -49,7 +50,7 @@ class SkySet:
     @classmethod
     def from_batch(cls, batch: SkyBatch, device) -> "SkySet":
         images = batch.images.to(device).float().div_(255)
-        if torch.device(device).type == "cuda":
+        if bf16_convolutions(device):
             images = images.contiguous(memory_format=torch.channels_last)
         return cls(images, batch.masks.to(device).long(), batch.big.to(device))
 
@@ -103,19 +104,20 @@ def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: 
                 graph: bool = False) -> list[list[dict]]:
     """Runs of one learning rate, trained side by side (f1lib.train.train_runs with
     stack=False): each run's history rows, the last of which also holds the final
-    model's masks of the first `samples` test images (`pack_masks`). On CUDA the
-    network runs under bf16 autocast in channels_last memory format."""
+    model's masks of the first `samples` test images (`pack_masks`). On a GPU with
+    bf16 convolutions (`f1lib.train.bf16_convolutions`) the network runs under bf16
+    autocast in channels_last memory format, elsewhere in float32."""
     device = train_set.images.device
-    cuda = device.type == "cuda"
+    bf16 = bf16_convolutions(device)
 
     def make_model():
         model = SegNet(width=width).to(device)
-        return model.to(memory_format=torch.channels_last) if cuda else model
+        return model.to(memory_format=torch.channels_last) if bf16 else model
 
     data = TensorData(train_set.images, train_set.masks, train_set.big)
     histories, models = train_together(runs, make_model, data, schedule,
                                        lambda reg: evaluation(reg, test_set), checkpoint,
-                                       task_loss=F.cross_entropy, bf16=cuda, graph=graph,
+                                       task_loss=F.cross_entropy, bf16=bf16, graph=graph,
                                        stack=False)
     for rows, model in zip(histories, models):
         if rows[-1]["status"] == "finished" and samples:

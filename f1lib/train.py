@@ -120,6 +120,16 @@ def checkpoint_elapsed(path: str | os.PathLike) -> float:
     return float(state.get("elapsed_s", 0.0))
 
 
+def bf16_convolutions(device) -> bool:
+    """Whether convolutions on `device` should run under bfloat16 autocast: on CUDA devices
+    of compute capability 8.0 or newer (Ampere, Hopper), where cuDNN has bf16 kernels. On
+    older GPUs, Colab's T4 (7.5) among them, PyTorch runs bf16 convolutions on slow
+    kernels of its own (pytorch/pytorch#81139), and float32 is faster; on the CPU the runs
+    stay in float32, as its tests check them bit for bit."""
+    device = torch.device(device)
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 @contextmanager
 def tf32_matmuls(enabled: bool = True):
     """Inside the block, with `enabled`, float32 matrix products may run on

@@ -12,7 +12,7 @@ from torch import nn
 from f1lib import (F1Hyper, F1Regularizer, NonFiniteError, Schedule, TensorData, batch_order,
                    train)
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.train import checkpoint_elapsed, tf32_matmuls
+from f1lib.train import bf16_convolutions, checkpoint_elapsed, tf32_matmuls
 
 
 class TwoHeads(nn.Module):
@@ -310,3 +310,18 @@ def test_tf32_matmuls_holds_high_precision_inside_its_block_only_even_on_an_inte
     assert torch.get_float32_matmul_precision() == before
     with tf32_matmuls(False):
         assert torch.get_float32_matmul_precision() == before
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True), ((9, 0), True)],
+                         ids=["T4", "A100", "H100"])
+def test_bf16_convolutions_only_on_gpus_whose_cudnn_has_them(monkeypatch, capability, expected):
+    asked = []
+
+    def get_device_capability(device=None):
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
+    assert bf16_convolutions("cuda:1") is expected
+    assert asked == [torch.device("cuda:1")]  # the device asked about, not the current one
+    assert bf16_convolutions("cpu") is False and bf16_convolutions(torch.device("cpu")) is False
