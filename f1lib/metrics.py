@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -32,7 +34,12 @@ def sky_iou(pred: Tensor, target: Tensor) -> dict[str, Tensor]:
 
     pred, target: (N, H, W) bool or {0, 1} masks, True on sky.
     """
-    from torchmetrics.functional.classification import multiclass_jaccard_index
+    # where transformers is installed, torchmetrics imports it, and with it tqdm.auto,
+    # which without ipywidgets warns about notebook progress bars (the GPU machine's
+    # image): a warning about nobody's widgets, printed into the book's output
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        from torchmetrics.functional.classification import multiclass_jaccard_index
 
     _check_masks(pred, target)
     per_class = multiclass_jaccard_index(pred.long(), target.long(), num_classes=2,

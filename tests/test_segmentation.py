@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -107,6 +109,38 @@ def test_iou_matches_a_hand_count():
     assert per_image_iou(pred, truth).tolist() == pytest.approx([4 / 9, 1.0])
     with pytest.raises(ValueError, match="masks"):
         sky_iou(pred[0], truth)
+
+
+def test_sky_iou_keeps_an_import_time_widget_warning_out_of_the_notebooks(tmp_path, monkeypatch):
+    # a stand-in torchmetrics that warns on import as the real one does where transformers
+    # is installed without ipywidgets (its tqdm.auto): the notebooks' output must not show it
+    classification = tmp_path / "torchmetrics" / "functional"
+    classification.mkdir(parents=True)
+    (tmp_path / "torchmetrics" / "__init__.py").write_text("")
+    (classification / "__init__.py").write_text("")
+    (classification / "classification.py").write_text(
+        "import warnings\n"
+        "import torch\n"
+        "from tqdm import TqdmWarning\n"
+        "warnings.warn('IProgress not found. Please update jupyter and ipywidgets.', "
+        "TqdmWarning)\n"
+        "def multiclass_jaccard_index(pred, target, num_classes, average):\n"
+        "    return torch.tensor([0.25, 0.75])\n")
+    def loaded():
+        return [name for name in sys.modules if name.split(".")[0] == "torchmetrics"]
+
+    for name in loaded():  # the real ones come back after the test
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            iou = sky_iou(masks([[True, False]]), masks([[True, True]]))
+    finally:
+        for name in loaded():  # the stand-in's go, whatever was loaded before
+            del sys.modules[name]
+    assert iou["miou"].item() == 0.5  # the stand-in's numbers: it was the one imported
+    assert [str(w.message) for w in caught] == []
 
 
 def test_thresholded_iou_counts_the_thresholds_an_image_clears():
