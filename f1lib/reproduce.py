@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         # so that a SIGKILL to the group (timeout -k) takes papermill, and its kernel, too
         with open(logs / f"{notebook.stem}.log", "w") as log:  # the child keeps its own handle
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    preexec_fn=ignore_stops), time.perf_counter()
+                                    preexec_fn=ignore_stops if os.name == "posix" else None
+                                    ), time.perf_counter()
 
     start = time.perf_counter()
     waiting, running, failed = list(notebooks), {}, []
