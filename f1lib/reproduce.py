@@ -57,14 +57,12 @@ def stop_notebooks(processes: list[subprocess.Popen], grace: float) -> None:
     interrupt first."""
     try:
         import psutil  # ipykernel's own dependency: there wherever a kernel runs
-    except ImportError:
+    except ImportError:  # no interrupt: the kernels go as they did before it
         psutil = None
-    for process in processes:
-        if psutil is None:
-            break
+    for process in processes if psutil is not None else []:
         try:
             kernels = psutil.Process(process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
+        except psutil.NoSuchProcess:  # it ended meanwhile
             continue
         for kernel in kernels:
             try:
@@ -104,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these notebooks (file stems, e.g. mnist)")
     parser.add_argument("--grace", type=float, default=20.0, metavar="SECONDS",
                         help="on SIGTERM or Ctrl-C, how long the interrupted notebooks may "
-                             "take to write their checkpoints before they are terminated")
+                             "take to write their checkpoints before they are killed")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")

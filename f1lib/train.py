@@ -593,11 +593,11 @@ def train_runs(
             reported = first
             for k in range(first, schedule.inner):
                 inner_step(order[k])
-                if (k + 1) % every == 0 or k + 1 == schedule.inner:
+                stopping = stop.signum is not None and k + 1 < schedule.inner
+                if stopping or (k + 1) % every == 0 or k + 1 == schedule.inner:
                     bar.update(k + 1 - reported)
                     reported = k + 1
-                if stop.signum is not None and k + 1 < schedule.inner:
-                    bar.update(k + 1 - reported)
+                if stopping:  # mid-loop; at the loop's end the outer loop's save serves
                     save(outer, k + 1)  # the steps queued so far are in it
                     stop.act()  # raises, or ends the process
             # the next loop's minibatches are drawn while the device works through this
