@@ -204,8 +204,8 @@ if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt $(( 30 + GRACE )) ]; then
     case $status in 124|137) say "stopped at the call's limit: call again to resume" ;; esac
     say "reproduce exit $status after $spent s; notebooks' time over all calls $(cat "$state/paper_s") s"
 fi
-# what this call finished: the notebooks and the figure files their records list (a
-# notebook stopped midway may have written some figures; those stay behind)
+# what this call finished: the notebooks and the figure files their records list (reproduce
+# puts back the figures of a notebook stopped midway, unless the call's SIGKILL came first)
 finished=()
 for name in "${todo[@]}"; do [ -e "$state/done_$name" ] && finished+=("$name"); done
 mapfile -t outputs < <([ ${#finished[@]} -gt 0 ] && $py -c "import sys
@@ -225,7 +225,10 @@ if [ -n "$fingerprint" ]; then
         echo "$fingerprint" > "$folder/FINGERPRINT" && stamps+=("$folder/FINGERPRINT")
     done
 fi
-tar czf "$OUT/results.tgz" "${outputs[@]}" "${runs_done[@]}" "${stamps[@]}" .cache/reproduce
+# and the notebooks' logs (a stopped notebook's partial copy, beside them, stays here)
+mapfile -t logs < <(ls .cache/reproduce/*.log 2>/dev/null)
+tar czf "$OUT/results.tgz" -T /dev/null "${outputs[@]}" "${runs_done[@]}" "${stamps[@]}" \
+    "${logs[@]}"  # -T /dev/null: an empty tarball, not an error, when there is nothing
 say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files, ${#runs_done[@]} finished runs of unfinished notebooks"
 
 say "call ends"

@@ -36,8 +36,8 @@ def repo_root(start: Path | None = None) -> Path | None:
     return None
 
 
-def figures_dir(profile: str) -> Path:
-    """The folder a notebook writes its figures to.
+def figures_dir(profile: str, cwd: Path | None = None) -> Path:
+    """The folder a notebook, run in `cwd` (default: the cwd), writes its figures to.
 
     $F1LIB_FIGURES if set; under the smoke profile a temporary folder, so
     that tests never overwrite the committed figures; else figures/ at the
@@ -48,8 +48,8 @@ def figures_dir(profile: str) -> Path:
     elif profile == "smoke":
         folder = Path(tempfile.gettempdir()) / "f1lib-smoke-figures"
     else:
-        root = repo_root()
-        folder = (root if root is not None else Path.cwd()) / "figures"
+        root = repo_root(cwd)
+        folder = (root if root is not None else cwd or Path.cwd()) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

@@ -16,6 +16,10 @@ training writes its checkpoint at the step it stops (f1lib.train.HeldSignals),
 and what has not ended `--grace` seconds later is killed.
 Notebooks save their own figures and provenance (with their wall time, which
 sharing the machine lengthens); each one's log goes to .cache/reproduce/.
+A notebook executes into .cache/reproduce/ and replaces the book's only when it
+ends well: one that fails or is stopped leaves the book its notebook and its
+figures as they were, and its partial notebook, and the figures it wrote, stay
+in .cache/reproduce/ to be looked at.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ import argparse
 import ast
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from .profiles import PROFILE_NAMES
+from .profiles import PROFILE_NAMES, resolve_profile
+from .provenance import figures_dir, notebook_outputs, repo_root
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -41,6 +47,33 @@ def parse_setting(text: str) -> tuple[str, object]:
         return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):
         raise argparse.ArgumentTypeError(f"--set {name}: {value!r} is not a Python literal")
+
+
+class Staged:
+    """One execution of a book's `notebook`, written to `folder` (`.output`), that
+    becomes the book's only through `keep`. `discard` instead puts back the figures
+    that the notebook had written into `figures` before, as they were, and moves
+    what this execution wrote there to `folder`/<stem>.figures/."""
+
+    def __init__(self, notebook: Path, folder: Path, figures: Path):
+        self.notebook, self.figures = notebook, figures
+        self.output = folder / notebook.name
+        self.aside = folder / f"{notebook.stem}.figures"
+        shutil.rmtree(self.aside, ignore_errors=True)  # an earlier execution's, now stale
+        self.before = {path: path.read_bytes()
+                       for path in notebook_outputs(figures, notebook.name) if path.exists()}
+
+    def keep(self) -> None:
+        shutil.move(self.output, self.notebook)
+
+    def discard(self) -> None:
+        for path in notebook_outputs(self.figures, self.notebook.name):
+            if path.exists() and self.before.get(path) != path.read_bytes():
+                self.aside.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, self.aside / path.name)
+        for path, data in self.before.items():
+            if not path.exists():
+                path.write_bytes(data)
 
 
 def ignore_stops() -> None:
@@ -85,6 +118,12 @@ def stop_notebooks(processes: list[subprocess.Popen], grace: float) -> None:
             process.wait()
 
 
+def unchanged(staged: Staged) -> str:
+    moved = f", the figures it wrote in {staged.aside}" if staged.aside.exists() else ""
+    return (f"the book keeps its {staged.notebook.name} and figures; the partial notebook is "
+            f"{staged.output}{moved}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m f1lib.reproduce",
                                      description=__doc__.splitlines()[0])
@@ -112,10 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     from .ledger import update_readme
-    from .provenance import repo_root
 
     book = args.book or (repo_root() or Path.cwd()) / "book"
     root = book.resolve().parent
+    # where the notebooks, run in the book's folder, write their figures
+    figures = figures_dir(resolve_profile(args.profile), cwd=book)
     notebooks = sorted(book.glob("*.ipynb"))
     if not notebooks:
         parser.error(f"no notebooks in {book}")
@@ -131,13 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile != "auto":
         env["F1LIB_PROFILE"] = args.profile
 
-    def launch(notebook: Path) -> tuple[subprocess.Popen, float]:
+    def launch(notebook: Path) -> tuple[subprocess.Popen, float, Staged]:
         declared = papermill.inspect_notebook(str(notebook))
         parameters = {k: v for k, v in args.settings if k in declared}
         print(f"== {notebook.name} starts (profile {args.profile}"
               + "".join(f", {k}={v!r}" for k, v in parameters.items())
               + f"; log {logs / notebook.stem}.log)", flush=True)
-        command = [sys.executable, "-m", "papermill", str(notebook), str(notebook), "--cwd",
+        staged = Staged(notebook, logs, figures)
+        command = [sys.executable, "-m", "papermill", str(notebook), str(staged.output), "--cwd",
                    str(book), "--kernel", "python3", "--log-level", "WARNING"]
         if parameters:
             command += ["-y", json.dumps(parameters)]  # JSON is YAML
@@ -148,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(logs / f"{notebook.stem}.log", "w") as log:  # the child keeps its own handle
             return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=ignore_stops if os.name == "posix" else None
-                                    ), time.perf_counter()
+                                    ), time.perf_counter(), staged
 
     start = time.perf_counter()
     waiting, running, failed = list(notebooks), {}, []
@@ -161,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 notebook = waiting.pop(0)
                 running[notebook] = launch(notebook)
             time.sleep(0.5)
-            for notebook, (process, began) in list(running.items()):
+            for notebook, (process, began, staged) in list(running.items()):
                 if process.poll() is None:
                     continue
                 del running[notebook]
@@ -170,13 +211,20 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
                 if process.returncode:
                     failed.append(notebook.name)
+                    staged.discard()
                     tail = (logs / f"{notebook.stem}.log").read_text().splitlines()[-30:]
                     print("\n".join("   " + line for line in tail), flush=True)
+                    print(f"   {unchanged(staged)}", flush=True)
+                else:
+                    staged.keep()
     finally:
-        stop_notebooks([process for process, _ in running.values()], args.grace)
-        for notebook in running:
-            print(f"== {notebook.name} stopped unfinished", flush=True)
-        signal.signal(signal.SIGTERM, previous)
+        try:
+            stop_notebooks([process for process, _, _ in running.values()], args.grace)
+        finally:
+            for notebook, (_, _, staged) in running.items():
+                staged.discard()
+                print(f"== {notebook.name} stopped unfinished; {unchanged(staged)}", flush=True)
+            signal.signal(signal.SIGTERM, previous)
     readme = root / "README.md"
     changed = update_readme(readme, root / "figures")
     print(f"{readme}: claims table {'updated' if changed else 'unchanged'}; "

@@ -360,6 +360,12 @@ def test_collect_call_puts_a_calls_notebooks_figures_and_logs_where_they_belong(
     nb.cells.insert(1, nbformat.v4.new_markdown_cell(
         "The outputs below are from another run.", metadata={"tags": ["outputs-note"]}))
     nbformat.write(nb, notebook)
+    # what a notebook that an earlier call stopped left in .cache/reproduce, beside its log
+    # (f1lib.reproduce): its partial notebook and the figures it wrote, which do not come back
+    stopped = repo / ".cache" / "reproduce" / "lp_bound.figures"
+    stopped.mkdir(parents=True)
+    (stopped / "lp_bound.json").write_text("{}")
+    (stopped.parent / "lp_bound.ipynb").write_text("{}")
     subprocess.run(["bash", "benchmarks/device.sh"], cwd=repo, env=smoke_env(repo, out), check=True,
                    capture_output=True, timeout=600)
 

@@ -21,6 +21,15 @@ def test_smoke_results_never_land_in_the_repository(monkeypatch):
     assert repo_root() == ROOT
     assert figures_dir("quick") == ROOT / "figures"
     assert ROOT not in figures_dir("smoke").parents
+    # asked for from elsewhere, as python -m f1lib.reproduce asks, for a notebook run in cwd
+    monkeypatch.chdir(ROOT.parent)
+    assert figures_dir("quick", cwd=ROOT / "book") == ROOT / "figures"
+
+
+def test_outside_a_checkout_figures_go_beside_the_notebook(tmp_path, monkeypatch):
+    monkeypatch.delenv("F1LIB_FIGURES", raising=False)
+    assert figures_dir("paper", cwd=tmp_path) == tmp_path / "figures"
+    assert (tmp_path / "figures").is_dir()
 
 
 def test_record_holds_what_made_the_figure(tmp_path, monkeypatch):

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import torch
 
 pytest.importorskip("papermill")
 
 from f1lib.ledger import END, START  # noqa: E402
+from f1lib.provenance import Provenance  # noqa: E402
 from f1lib.reproduce import main, parse_setting  # noqa: E402
 
 
@@ -78,6 +80,38 @@ def test_a_failing_notebook_fails_the_run_and_the_others_still_run(tmp_path, cap
     assert (book / "b.done").read_text() == "yes"
 
 
+def test_a_notebook_that_fails_leaves_the_book_its_notebook_and_figures(tmp_path, monkeypatch):
+    book = make_book(tmp_path)
+    figures = tmp_path / "figures"
+    monkeypatch.setenv("F1LIB_FIGURES", str(figures))  # the kernels inherit it
+    save = ("from f1lib.provenance import Provenance\nimport pandas as pd\n"
+            "Provenance('NAME.ipynb', 'quick', {}).save('NAME', tables=TABLES)\n")
+    # the book as an earlier execution left it: a's figure, and its notebook
+    Provenance("a.ipynb", "quick", {}).save("a", tables={"": pd.DataFrame({"x": [1]})})
+    nbformat.write(notebook("n = 1", save.replace("NAME", "a").replace(
+        "TABLES", "{'': pd.DataFrame({'x': [2]}), 'extra': pd.DataFrame({'y': [3]})}")
+        + "raise RuntimeError('broken after its figure')"), book / "a.ipynb")
+    nbformat.write(notebook("n = 1", save.replace("NAME", "b").replace(
+        "TABLES", "{'': pd.DataFrame({'z': [4]})}")), book / "b.ipynb")
+    before = {path.name: path.read_bytes() for path in figures.iterdir()}
+    stored = (book / "a.ipynb").read_bytes()
+    assert main(["--profile", "quick", "--book", str(book)]) == 1
+    # a: the book's notebook and figure files are the earlier execution's, byte for byte
+    assert (book / "a.ipynb").read_bytes() == stored
+    assert {name: (figures / name).read_bytes() for name in before} == before
+    # what the failed execution wrote is kept aside, beside its partial notebook
+    kept = tmp_path / ".cache" / "reproduce"
+    assert sorted(path.name for path in (kept / "a.figures").iterdir()) == [
+        "a.csv", "a.json", "a_extra.csv"]
+    assert pd.read_csv(kept / "a.figures" / "a.csv")["x"].tolist() == [2]
+    assert "broken after its figure" in (kept / "a.ipynb").read_text()
+    # b ended well: its notebook and figure replace the book's
+    assert sorted(path.name for path in figures.iterdir()) == sorted([*before, "b.csv", "b.json"])
+    executed = nbformat.read(book / "b.ipynb", as_version=4)
+    assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code")
+    assert not (kept / "b.ipynb").exists()
+
+
 def test_only_runs_the_named_notebooks_and_refuses_unknown_names(tmp_path):
     book = make_book(tmp_path)
     for name in ("a", "b"):
@@ -100,7 +134,8 @@ def gone(pid: int) -> bool:
 def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> None:
     """Run the book, send `signum` to python -m f1lib.reproduce's process group, as `timeout`
     does, once book/marker holds the kernel's pid, and check that the run stops with the
-    notebook unfinished and its kernel gone."""
+    notebook unfinished, the book's copy untouched and its kernel gone."""
+    stored = (book / "a.ipynb").read_bytes()
     reproduce = subprocess.Popen([sys.executable, "-m", "f1lib.reproduce", "--profile", "smoke",
                                   "--book", str(book)], stdout=subprocess.PIPE, text=True,
                                  start_new_session=True)  # a group of its own, as timeout's
@@ -116,6 +151,7 @@ def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> N
     else:
         assert reproduce.returncode == 128 + signum
         assert "a.ipynb stopped unfinished" in out
+    assert (book / "a.ipynb").read_bytes() == stored
     deadline = time.monotonic() + 20
     while not gone(kernel):
         assert time.monotonic() < deadline, "the notebook's kernel outlived the run"
