@@ -36,6 +36,12 @@ def test_notebook_is_parameterised_listed_and_error_free(path):
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             assert output.output_type != "error", f"stored error in {path.name}"
+            # a cell's last expression that returns an object, not a table or a figure,
+            # shows the reader its repr, such as PosixPath('/the/machine/figures/x.json')
+            if output.output_type == "execute_result" and set(output.data) == {"text/plain"}:
+                shown = output.data["text/plain"]
+                assert not re.match(r"(Posix|Windows)?Path\(|<[\w.]+ (object )?at 0x", shown), \
+                    f"{path.name} shows a repr: {shown}"
 
 
 def test_an_erratum_that_points_to_a_pages_note_on_its_outputs_has_that_note(monkeypatch):
