@@ -225,8 +225,9 @@ class F1Regularizer(nn.Module):
         if h.dim() == 1:
             h = h.unsqueeze(1)
         if h.dim() != 2 or h.shape[1] != self.features:
+            shapes = "(B,) or (B, 1)" if self.features == 1 else f"(B, {self.features})"
             raise ValueError(
-                f"scores must be (B,) or (B, {self.features}); got {tuple(scores.shape)}"
+                f"scores must be {shapes}, as features={self.features}; got {tuple(scores.shape)}"
             )
         batch = h.shape[0]
         if positive.shape != (batch,) or positive.dtype != torch.bool:

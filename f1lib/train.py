@@ -219,7 +219,14 @@ class RunLoss(nn.Module):
         # no autocast cache: it must not outlive a captured CUDA graph's step
         with torch.autocast(data.inputs.device.type, dtype=torch.bfloat16, enabled=self.bf16,
                             cache_enabled=False):
-            task_output, f1_output = self.model(data.inputs[idx])
+            output = self.model(data.inputs[idx])
+            if not (isinstance(output, (tuple, list)) and len(output) == 2):
+                # a bare tensor would unpack along its rows, silently when there are two
+                shown = (f"a tensor of shape {tuple(output.shape)}"
+                         if isinstance(output, Tensor) else type(output).__name__)
+                raise TypeError("the model must return (task_output, h), h being what the F1 "
+                                f"hyperplane scores (task_output may be None); it returned {shown}")
+            task_output, f1_output = output
             if task_output is not None and data.targets is not None:
                 task = self.task_loss(task_output, data.targets[idx])
             else:

@@ -183,8 +183,11 @@ def test_bad_input_raises_value_error():
         reg(torch.tensor(H), torch.tensor([False, False, False, True]), INDEX)
     with pytest.raises(ValueError, match="out of range"):
         reg(torch.tensor(H), BATCH_POSITIVE, torch.tensor([2, 1, 4, 5]))
-    with pytest.raises(ValueError, match="scores must be"):
+    with pytest.raises(ValueError, match=r"scores must be \(B,\) or \(B, 1\), as features=1"):
         reg(torch.ones(4, 3), BATCH_POSITIVE, INDEX)
+    # with a wider hyperplane, a vector of scores is not the (B,) that it names
+    with pytest.raises(ValueError, match=r"scores must be \(B, 2\), as features=2; got \(4,\)"):
+        F1Regularizer(POSITIVE, features=2)(torch.tensor(H), BATCH_POSITIVE, INDEX)
     with pytest.raises(ValueError, match="positive must be a bool"):
         reg(torch.tensor(H), BATCH_POSITIVE.float(), INDEX)
 

@@ -273,6 +273,12 @@ def test_bad_arguments():
     flipped = F1Regularizer(~data.positive)  # labels that disagree with the data's
     with pytest.raises(ValueError, match="absent from the regularizer's index table"):
         train(model, data, flipped, schedule=Schedule(outer=1, inner=1), progress=False)
+    # a model that returns one tensor: with minibatches of 2 its rows would unpack silently
+    # into a task output and a score
+    probe = data.inputs.shape[1]
+    with pytest.raises(TypeError, match=r"must return \(task_output, h\).*shape \(2, 2\)"):
+        train(nn.Linear(probe, 2), data, reg, schedule=Schedule(outer=1, inner=1, batch_size=2),
+              progress=False)
 
 
 class StateProbe(nn.Module):
