@@ -154,8 +154,12 @@ def main(argv: list[str] | None = None) -> int:
 
     book = args.book or (repo_root() or Path.cwd()) / "book"
     root = book.resolve().parent
+    try:  # "auto" reads $F1LIB_PROFILE, which the notebooks would refuse as well
+        profile = resolve_profile(args.profile)
+    except ValueError as error:
+        parser.error(f"$F1LIB_PROFILE: {error}")
     # where the notebooks, run in the book's folder, write their figures
-    figures = figures_dir(resolve_profile(args.profile), cwd=book)
+    figures = figures_dir(profile, cwd=book)
     notebooks = sorted(book.glob("*.ipynb"))
     if not notebooks:
         parser.error(f"no notebooks in {book}")

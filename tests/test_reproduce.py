@@ -62,6 +62,17 @@ def test_each_notebook_runs_in_place_with_the_profile_and_its_own_parameters(tmp
     assert "old" not in (tmp_path / "README.md").read_text()
 
 
+def test_an_unknown_profile_in_the_environment_is_refused_before_any_notebook_runs(
+        tmp_path, monkeypatch, capsys):
+    book = make_book(tmp_path)
+    nbformat.write(notebook("n = 1", "open('ran', 'w').write('yes')"), book / "a.ipynb")
+    monkeypatch.setenv("F1LIB_PROFILE", "fast")
+    with pytest.raises(SystemExit) as refused:
+        main(["--book", str(book)])
+    assert refused.value.code == 2 and "unknown profile 'fast'" in capsys.readouterr().err
+    assert not (book / "ran").exists()
+
+
 def test_settings_are_python_literals():
     assert parse_setting("cuda_graph=False") == ("cuda_graph", False)
     assert parse_setting("betas=[0.1, 0.01]") == ("betas", [0.1, 0.01])
