@@ -197,7 +197,11 @@ class Provenance:
             "results": results or {},
         }
         path = self.folder / f"{name}.json"
-        path.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
+        # whole or not at all: a record cut short by a kill would stop every later reader
+        # (the ledger, python -m f1lib.reproduce); the earlier record stays until then
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
+        os.replace(partial, path)
         _show_markdown(provenance_markdown(record))
         return path
 

@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from f1lib.provenance import Provenance, figures_dir, notebook_outputs, repo_root  # noqa: E402
 
@@ -54,6 +55,23 @@ def test_record_holds_what_made_the_figure(tmp_path, monkeypatch):
     assert record["results"] == {"gap": 0.25, "bad": None}  # NaN is not valid JSON
     assert record["training_s"] == 12.3
     assert record["resumed"] is False
+
+
+def test_a_record_cut_short_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("F1LIB_FIGURES", str(tmp_path))
+    earlier = Provenance("demo.ipynb", "quick", {}).save("demo", results={"gap": 0.25})
+    kept = earlier.read_text()
+    write_text = Path.write_text
+
+    def disk_full(self, data, *args, **kwargs):  # half the text, then the error
+        write_text(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError):
+        Provenance("demo.ipynb", "quick", {}).save("demo", results={"gap": 0.5})
+    assert earlier.read_text() == kept and json.loads(kept)["results"] == {"gap": 0.25}
+    assert [p.name for p in tmp_path.glob("*.json")] == ["demo.json"]
 
 
 def test_a_notebook_that_finds_earlier_work_in_its_scratch_folder_says_it_resumed(
