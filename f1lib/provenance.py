@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from .train import replace_atomically
+
 PACKAGES = ("f1lib", "torch", "numpy", "scipy", "pandas", "matplotlib", "seaborn",
             "torchvision", "torchmetrics", "papermill")
 
@@ -199,9 +201,8 @@ class Provenance:
         path = self.folder / f"{name}.json"
         # whole or not at all: a record cut short by a kill would stop every later reader
         # (the ledger, python -m f1lib.reproduce); the earlier record stays until then
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps(_jsonable(record), indent=2) + "\n")
-        os.replace(partial, path)
+        text = json.dumps(_jsonable(record), indent=2) + "\n"
+        replace_atomically(path, lambda partial: partial.write_text(text))
         _show_markdown(provenance_markdown(record))
         return path
 

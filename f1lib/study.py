@@ -42,7 +42,8 @@ from tqdm import tqdm
 from .config import F1Hyper, Schedule
 from .regularizer import F1Regularizer
 from .stats import format_ci, mean_ci
-from .train import NonFiniteError, TensorData, checkpoint_elapsed, train_runs
+from .train import (NonFiniteError, TensorData, checkpoint_elapsed, replace_atomically,
+                    train_runs)
 
 METHODS = ("baseline", "paper", "stable")
 PACKAGE = Path(__file__).parent
@@ -262,9 +263,7 @@ def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[lis
     for pending in tqdm(batches, desc="runs" if size == 1 else "run batches", disable=None):
         ckpt = work_dir / f"{key([asdict(run) for run in pending])}.ckpt"
         for run, rows in zip(pending, train_batch(pending, ckpt)):
-            tmp = done[run].with_suffix(".tmp")
-            tmp.write_text(json.dumps(rows))
-            tmp.replace(done[run])
+            replace_atomically(done[run], lambda tmp: tmp.write_text(json.dumps(rows)))
         ckpt.unlink(missing_ok=True)
     return pd.DataFrame([row for run in runs for row in json.loads(done[run].read_text())])
 

@@ -147,9 +147,11 @@ def tf32_matmuls(enabled: bool = True):
         torch.set_float32_matmul_precision(precision)
 
 
-def _save_atomic(obj, path: Path) -> None:
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)` to a file beside `path`, then the rename: `path` holds its earlier
+    contents or the new ones, whole, whenever the writer is killed."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    write(tmp)
     os.replace(tmp, path)
 
 
@@ -570,7 +572,7 @@ def train_runs(
         """The checkpoint after `outer` whole outer loops and `inner` steps of the next."""
         nonlocal saved_at
         saved_at = monotonic()
-        _save_atomic({
+        state = {
             "runs": run_ids, "outer": outer, "inner": inner, "histories": histories,
             "totals": totals.cpu(),
             "failed": {r: (str(err), err.outer) for r, err in failed.items()},
@@ -578,7 +580,8 @@ def train_runs(
             "optimizers": [opt.state_dict() for opt in optimizers],
             "rng": torch.get_rng_state(),
             "elapsed_s": elapsed_before + saved_at - began,
-        }, ckpt)
+        }
+        replace_atomically(ckpt, lambda tmp: torch.save(state, tmp))
 
     order = outer_order(start) if start < schedule.outer else None
     with tqdm(total=schedule.outer * schedule.inner,
