@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     readme = root / "README.md"
     changed = update_readme(readme, root / "figures")
     print(f"{readme}: claims table {'updated' if changed else 'unchanged'}; "
-          f"{len(notebooks)} notebooks in {time.perf_counter() - start:.0f} s"
+          f"{len(notebooks)} notebook{'s' if len(notebooks) != 1 else ''} in "
+          f"{time.perf_counter() - start:.0f} s"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
