@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     # a SIGTERM (timeout, a job scheduler) ends the run like Ctrl-C: the finally below stops
     # the notebooks still running; their studies resume from .cache/ on the next run
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    interrupted = False
     try:
         while waiting or running:
             while waiting and len(running) < args.jobs:
@@ -221,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"   {unchanged(staged)}", flush=True)
                 else:
                     staged.keep()
+    except KeyboardInterrupt:  # Ctrl-C: the shell's code for it, without a traceback
+        interrupted = True
     finally:
         try:
             stop_notebooks([process for process, _, _ in running.values()], args.grace)
@@ -229,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                 staged.discard()
                 print(f"== {notebook.name} stopped unfinished; {unchanged(staged)}", flush=True)
             signal.signal(signal.SIGTERM, previous)
+    if interrupted:
+        return 128 + signal.SIGINT
     readme = root / "README.md"
     changed = update_readme(readme, root / "figures")
     print(f"{readme}: claims table {'updated' if changed else 'unchanged'}; "

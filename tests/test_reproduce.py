@@ -148,7 +148,8 @@ def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> N
     notebook unfinished, the book's copy untouched and its kernel gone."""
     stored = (book / "a.ipynb").read_bytes()
     reproduce = subprocess.Popen([sys.executable, "-m", "f1lib.reproduce", "--profile", "smoke",
-                                  "--book", str(book)], stdout=subprocess.PIPE, text=True,
+                                  "--book", str(book)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True,
                                  start_new_session=True)  # a group of its own, as timeout's
     deadline = time.monotonic() + 90
     while not (book / marker).exists() or not (book / marker).read_text():
@@ -156,11 +157,11 @@ def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> N
         time.sleep(0.2)
     kernel = int((book / marker).read_text())
     os.killpg(reproduce.pid, signum)
-    out, _ = reproduce.communicate(timeout=60)
+    out, err = reproduce.communicate(timeout=60)
     if signum == signal.SIGKILL:  # nothing is said, and papermill goes with the group
         assert reproduce.returncode == -signal.SIGKILL
     else:
-        assert reproduce.returncode == 128 + signum
+        assert reproduce.returncode == 128 + signum and "Traceback" not in err, err
         assert "a.ipynb stopped unfinished" in out
     assert (book / "a.ipynb").read_bytes() == stored
     deadline = time.monotonic() + 20
@@ -169,7 +170,8 @@ def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> N
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=["SIGTERM", "SIGINT (Ctrl-C)", "SIGKILL"])
 def test_a_stop_ends_the_running_notebooks_and_their_kernels(tmp_path, signum):
     book = make_book(tmp_path)
     nbformat.write(notebook("n = 1", "import os, time\nopen('pid', 'w').write(str(os.getpid()))"
