@@ -15,7 +15,9 @@ kernel is interrupted, as Jupyter's interrupt button does, so that a study in
 training writes its checkpoint at the step it stops (f1lib.train.HeldSignals),
 and what has not ended `--grace` seconds later is killed.
 Notebooks save their own figures and provenance (with their wall time, which
-sharing the machine lengthens); each one's log goes to .cache/reproduce/.
+sharing the machine lengthens); each one's log goes to .cache/reproduce/, and
+every minute a line says how far each running notebook is (papermill's count of
+cells done, read from that log).
 A notebook executes into .cache/reproduce/ and replaces the book's only when it
 ends well: one that fails or is stopped leaves the book its notebook and its
 figures as they were, and its partial notebook, and the figures it wrote, stay
@@ -28,6 +30,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,6 +77,21 @@ class Staged:
         for path, data in self.before.items():
             if not path.exists():
                 path.write_bytes(data)
+
+
+STATUS_INTERVAL_S = 60.0  # how often a line says how far the running notebooks are
+
+
+def cells_done(log: Path) -> str:
+    """How far papermill is, from its progress bar in `log` ("Executing: 35%| | 7/20 [")."""
+    try:
+        with open(log, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 4096))
+            tail = file.read().decode(errors="replace")
+    except OSError:
+        return "starting"
+    found = re.findall(r"\| *(\d+)/(\d+) \[", tail)
+    return f"{found[-1][0]} of {found[-1][1]} cells done" if found else "starting"
 
 
 def ignore_stops() -> None:
@@ -195,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                     preexec_fn=ignore_stops if os.name == "posix" else None
                                     ), time.perf_counter(), staged
 
-    start = time.perf_counter()
+    start = last_status = time.perf_counter()
     waiting, running, failed = list(notebooks), {}, []
     # a SIGTERM (timeout, a job scheduler) ends the run like Ctrl-C: the finally below stops
     # the notebooks still running; their studies resume from .cache/ on the next run
@@ -207,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
                 notebook = waiting.pop(0)
                 running[notebook] = launch(notebook)
             time.sleep(0.5)
+            if running and time.perf_counter() - last_status >= STATUS_INTERVAL_S:
+                last_status = time.perf_counter()
+                print("== running: " + ", ".join(
+                    f"{notebook.name} ({cells_done(logs / f'{notebook.stem}.log')}, "
+                    f"{(last_status - began) / 60:.0f} min)"
+                    for notebook, (_, began, _) in running.items()), flush=True)
             for notebook, (process, began, staged) in list(running.items()):
                 if process.poll() is None:
                     continue

@@ -123,6 +123,19 @@ def test_a_notebook_that_fails_leaves_the_book_its_notebook_and_figures(tmp_path
     assert not (kept / "b.ipynb").exists()
 
 
+def test_a_long_run_says_how_far_each_running_notebook_is(tmp_path, monkeypatch, capsys):
+    book = make_book(tmp_path)
+    nb = notebook("n = 1", "import time\ntime.sleep(4)")
+    nb.cells.append(nbformat.v4.new_code_cell("x = 2"))  # 3 cells: the sleep is the second
+    nbformat.write(nb, book / "a.ipynb")
+    monkeypatch.setattr("f1lib.reproduce.STATUS_INTERVAL_S", 1.0)
+    assert main(["--profile", "smoke", "--book", str(book)]) == 0
+    status = [line for line in capsys.readouterr().out.splitlines()
+              if line.startswith("== running: ")]
+    # papermill's own count, read from its log: the parameters cell done, the sleep running
+    assert "== running: a.ipynb (1 of 3 cells done, 0 min)" in status, status
+
+
 def test_only_runs_the_named_notebooks_and_refuses_unknown_names(tmp_path):
     book = make_book(tmp_path)
     for name in ("a", "b"):
