@@ -16,17 +16,18 @@ VARIANTS = ("paper", "stable")
 class F1Hyper:
     """Step sizes and weights of the F1 regularizer.
 
-    beta        weight of the regularizer in the task loss (seed: 1e-3)
-    eta_tau     SGD step size of the per-positive tau table (seed: 0.01)
-    eta_eps     SGD step size of epsilon (seed: 0.01)
-    eta_w       SGD step size of the LP's hyperplane w (and bias b) (seed: 0.01)
-    eta_mu      dual step of mu, paper variant (seed: 1e-5)
-    eta_lambda  dual step of the lambda table, paper variant (seed: 1e-3)
-    eta_gamma   dual step of the gamma table, paper variant (seed: 1e-3)
-    rho         augmented-Lagrangian penalty, which is also the dual step size,
-                stable variant
-    center_momentum  momentum of the running feature mean and variance that
-                standardize the score, stable variant
+    Attributes:
+        beta: weight of the regularizer in the task loss (seed: 1e-3).
+        eta_tau: SGD step size of the per-positive tau table (seed: 0.01).
+        eta_eps: SGD step size of epsilon (seed: 0.01).
+        eta_w: SGD step size of the LP's hyperplane w (and bias b) (seed: 0.01).
+        eta_mu: dual step of mu, paper variant (seed: 1e-5).
+        eta_lambda: dual step of the lambda table, paper variant (seed: 1e-3).
+        eta_gamma: dual step of the gamma table, paper variant (seed: 1e-3).
+        rho: augmented-Lagrangian penalty, which is also the dual step size, stable
+            variant.
+        center_momentum: momentum of the running feature mean and variance that
+            standardize the score, stable variant.
     """
 
     beta: float = 1e-3

@@ -162,9 +162,9 @@ def hinge_bounds(scores, positive, eps=1.0):
 
 
 def hinge_f1_bound(scores, positive, eps=1.0) -> torch.Tensor:
-    """F1_lb = 2 tp_l / (|I+| + tp_l + fp_u) of the scorer f = scores / eps.
+    """`F1_lb = 2 tp_l / (|I+| + tp_l + fp_u)` of the scorer `f = scores / eps`.
 
-    Written as 2 T / (|I+| eps + T + F) with T = eps tp_l, F = eps fp_u, so it
+    Written as `2 T / (|I+| eps + T + F)` with `T = eps tp_l`, `F = eps fp_u`, so it
     is defined at eps = 0 too. tp_l is clamped at 0: for a negative tp_l the
     formula no longer bounds anything, and 0 is the trivial bound.
     """

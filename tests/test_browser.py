@@ -88,7 +88,7 @@ def test_the_book_has_its_pages():
     if _missing() and not REQUIRED:
         pytest.skip(_missing())
     names = set(pages())
-    assert {"intro.html", "method.html", "lp_bound.html", "mnist.html",
+    assert {"intro.html", "method.html", "api.html", "lp_bound.html", "mnist.html",
             "sky_histogram.html", "claims.html"} <= names
 
 

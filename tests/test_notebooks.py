@@ -78,3 +78,12 @@ def test_nbval_of_the_book_defaults_to_the_smoke_profile_and_leaves_figures_alon
     out = subprocess.run([sys.executable, "-c", probe], cwd=BOOK.parent, env=env,
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "quick"
+
+
+def test_the_api_page_documents_every_public_name_of_f1lib():
+    import f1lib
+
+    page = (BOOK / "api.md").read_text()
+    documented = set(re.findall(r"\.\. auto(?:class|function):: f1lib\.(\w+)", page))
+    assert "api" in toc_files()
+    assert set(f1lib.__all__) <= documented, set(f1lib.__all__) - documented
