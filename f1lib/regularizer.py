@@ -88,7 +88,8 @@ class F1Regularizer(nn.Module):
         positive: (N,) bool, the I+ membership of every example of the
             training set, in dataset-index order. It defines the tables.
         features: width d of the F1 head's output h (the LP's x_i).
-        variant: "paper" or "stable" (see the module docstring).
+        variant: "paper" or "stable": what each does is listed in the docstring of
+            f1lib.regularizer and on the book's method page.
         hyper: step sizes and beta; defaults are the seed's.
 
     Use: `loss = task_loss + reg(h, positive[idx], idx)`, an optimizer over
