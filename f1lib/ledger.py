@@ -8,10 +8,11 @@ table is made from those JSON files (`python -m f1lib.ledger`), never by hand.
 
 from __future__ import annotations
 
-import json
+import argparse
 import math
-import sys
 from pathlib import Path
+
+from .provenance import records, repo_root
 
 VERDICTS = ("holds", "partly", "does not hold", "not testable here")
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
@@ -80,12 +81,9 @@ def glue_claims(claims: list[dict]) -> None:
 
 def collect(figures: Path) -> list[dict]:
     """Every claim recorded in figures/*.json, in file-name order."""
-    rows = []
-    for path in sorted(Path(figures).glob("*.json")):
-        record = json.loads(path.read_text())
-        for row in record.get("results", {}).get("claims", []):
-            rows.append({**row, "source": record["notebook"], "profile": record["profile"]})
-    return rows
+    return [{**row, "source": record["notebook"], "profile": record["profile"]}
+            for _, record in records(figures)
+            for row in record.get("results", {}).get("claims", [])]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -109,9 +107,12 @@ def update_readme(readme: Path, figures: Path) -> bool:
 
 
 if __name__ == "__main__":
-    from .provenance import repo_root
-
+    parser = argparse.ArgumentParser(
+        prog="python -m f1lib.ledger",
+        description="Rebuild the README's claims table from the records in figures/*.json.")
+    parser.add_argument("readme", nargs="?", type=Path,
+                        help="the README to rewrite (default: the checkout's README.md)")
     root = repo_root() or Path.cwd()
-    readme = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "README.md"
+    readme = parser.parse_args().readme or root / "README.md"
     changed = update_readme(readme, root / "figures")
     print(f"{readme}: claims table {'updated' if changed else 'unchanged'}")

@@ -207,15 +207,28 @@ class Provenance:
         return path
 
 
+def records(figures: Path) -> list[tuple[Path, dict]]:
+    """Every provenance record under `figures`, with its path, in file-name order: the
+    *.json files that hold a record (other JSON is left alone). A file that is not JSON
+    at all raises a ValueError that names it: skipped, its claims would silently leave
+    the ledger."""
+    found = []
+    for path in sorted(Path(figures).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not JSON ({error}): write it again by running its "
+                             "notebook, or remove it") from None
+        if isinstance(record, dict) and "notebook" in record:
+            found.append((path, record))
+    return found
+
+
 def notebook_outputs(figures: Path, notebook: str) -> list[Path]:
     """Every file under `figures` that `notebook` (e.g. "mnist.ipynb") wrote: its
     provenance records and the files each one lists."""
-    outputs = []
-    for record_path in sorted(Path(figures).glob("*.json")):
-        record = json.loads(record_path.read_text())
-        if isinstance(record, dict) and record.get("notebook") == notebook:
-            outputs += [record_path, *(record_path.parent / name for name in record["files"])]
-    return outputs
+    return [file for path, record in records(figures) if record["notebook"] == notebook
+            for file in (path, *(path.parent / name for name in record["files"]))]
 
 
 def provenance_markdown(record: dict) -> str:

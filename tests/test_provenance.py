@@ -131,6 +131,10 @@ def test_a_notebooks_outputs_are_its_records_and_the_files_they_list(tmp_path, m
     names = sorted(p.name for p in notebook_outputs(tmp_path, "a.ipynb"))
     assert names == ["first.csv", "first.json", "second.json", "second_summary.csv"]
     assert notebook_outputs(tmp_path, "c.ipynb") == []
+    # a record cut short, or edited into something else, is named, not passed over
+    (tmp_path / "first.json").write_text('{"figure": "first", "notebook": "a.ip')
+    with pytest.raises(ValueError, match=r"first\.json is not JSON"):
+        notebook_outputs(tmp_path, "a.ipynb")
 
 
 def test_the_record_names_the_commit_that_f1lib_git_commit_names(tmp_path, monkeypatch):
