@@ -691,7 +691,8 @@ def train(
         seed: fixes the minibatch order.
         task_loss: loss(task_output, targets) of the primary task.
         evaluate: called after each outer loop; its dict joins the history.
-        checkpoint: a file written after every outer loop; if it exists, the
+        checkpoint: a file written after outer loops (every one, unless
+            `checkpoint_interval` says otherwise); if it exists, the
             run resumes from it and ends as an uninterrupted run would. It also
             keeps the seconds spent training so far (`checkpoint_elapsed`).
             While training with one, SIGINT (Ctrl-C, Jupyter's interrupt) and
