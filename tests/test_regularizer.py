@@ -7,7 +7,7 @@ import torch
 from f1lib import F1Hyper, F1Regularizer, FixedFeatures, Schedule, TensorData, train
 from f1lib.data.gaussians import gaussian_problem
 from f1lib.lp import hinge_f1_bound, solve_lp
-from f1lib.regularizer import VARIANCE_FLOOR
+from f1lib.regularizer import VARIANCE_FLOOR, scale_grad
 
 # 5 examples, positives at dataset indices 0, 2, 3 (table slots 0, 1, 2)
 POSITIVE = torch.tensor([True, False, True, True, False])
@@ -135,6 +135,26 @@ def test_stable_scorer_in_lp_units(spread):
     internal = (h.squeeze(1) - 0.1) * 2.0 - 0.3
     assert (h @ w + b).tolist() == pytest.approx((internal / 3).tolist(), abs=1e-6)
     assert float(eps) == pytest.approx(1.1 / 3)
+
+
+@pytest.mark.parametrize("scale", [0.25, torch.tensor(-3.0)])
+def test_scale_grad_passes_values_and_scales_gradients(scale):
+    x = torch.tensor([0.3, -2.5, 1e-30, 7e20, 0.0], requires_grad=True)
+    y = scale_grad(x, scale)
+    assert torch.equal(y, x)
+    upstream = torch.tensor([1.0, -0.5, 2.0, 3.0, 4.0])
+    (y * upstream).sum().backward()
+    assert torch.equal(x.grad, upstream * scale)
+
+
+def test_scale_grad_under_vmap_scales_each_runs_gradient_by_its_own_factor():
+    # run-batched training vmaps the regularizer over runs whose betas differ
+    x = torch.tensor([[1.0, 2.0], [3.0, -4.0], [0.5, 0.25]], requires_grad=True)
+    scales = torch.tensor([1e-3, 0.5, 2.0])
+    y = torch.func.vmap(scale_grad)(x, scales)
+    assert torch.equal(y, x)
+    (y.square().sum()).backward()
+    assert torch.equal(x.grad, 2 * x.detach() * scales[:, None])
 
 
 def test_beta_zero_leaves_the_network_untouched_in_the_stable_variant():
