@@ -2,8 +2,10 @@
 
 On fixed 2-D features the LP (5)-(9) can be solved exactly, so every run of
 Algorithm 1 has a ground truth: its learned scorer's hinge bound against the
-LP optimum. Runs are independent and tiny, so they go to a pool of CPU
-processes rather than to a GPU.
+LP optimum. Runs are tiny, so their steps cost Python and dispatch, not
+arithmetic: the seeds of one problem and variant train stacked as one vmapped
+step (f1lib.train_runs), which costs about what one run's step does, and these
+jobs go to a pool of CPU processes rather than to a GPU.
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ class Problem:
 
 @dataclass(frozen=True)
 class Job:
+    """The runs of one problem and variant, one per seed, trained together."""
     problem: Problem
     variant: str
-    seed: int
+    seeds: tuple[int, ...]
     schedule: Schedule
 
 
@@ -66,47 +69,60 @@ def lp_reference(problem: Problem) -> dict:
 
 
 def run_job(job: Job) -> list[dict]:
-    """One run of Algorithm 1 (beta = 1: there is no task to weigh against)."""
-    torch.set_num_threads(1)
-    torch.manual_seed(job.seed)
+    """The job's runs of Algorithm 1 (beta = 1: there is no task to weigh against),
+    stacked: run r is what `f1lib.train` gives alone with seed r, to rounding.
+    Each run's wall time is its share of the job's."""
     x, pos = job.problem.data()
     x = x.float()
-    reg = F1Regularizer(pos, features=x.shape[1], variant=job.variant, hyper=F1Hyper(beta=1.0))
+    regs = []
+    for seed in job.seeds:
+        torch.manual_seed(seed)  # the paper variant's random initial values
+        regs.append(F1Regularizer(pos, features=x.shape[1], variant=job.variant,
+                                  hyper=F1Hyper(beta=1.0)))
 
-    def exact(_model) -> dict:
-        # the learned scorer f = (w.x + b) / eps on every example, not the tables' stale scores
-        w, b, eps = reg.scorer()
-        s = x @ w + b
-        return {"exact_f1_bound": hinge_f1_bound(s, pos, eps), "true_f1": f1_score(s, pos)}
+    def exact(reg: F1Regularizer):
+        def evaluate(_model) -> dict:
+            # the learned scorer f = (w.x + b) / eps on every example, not the tables' stale
+            # scores of the examples last seen
+            w, b, eps = reg.scorer()
+            s = x @ w + b
+            return {"exact_f1_bound": hinge_f1_bound(s, pos, eps), "true_f1": f1_score(s, pos)}
+        return evaluate
 
-    base = {"problem": job.problem.label, "variant": job.variant, "seed": job.seed}
     start = time.perf_counter()
-    (result,) = train_runs([FixedFeatures()], TensorData(x, None, pos), [reg], seeds=[job.seed],
-                           schedule=job.schedule, evaluate=exact, progress=False)
-    return tagged_rows(base, result, time.perf_counter() - start)
+    results = train_runs([FixedFeatures() for _ in job.seeds], TensorData(x, None, pos), regs,
+                         seeds=list(job.seeds), schedule=job.schedule,
+                         evaluate=[exact(reg) for reg in regs], progress=False)
+    wall = (time.perf_counter() - start) / len(job.seeds)
+    return [row for seed, result in zip(job.seeds, results)
+            for row in tagged_rows({"problem": job.problem.label, "variant": job.variant,
+                                    "seed": seed}, result, wall)]
 
 
 def run_lp_study(problems: list[Problem], variants: list[str], seeds: int, schedule: Schedule,
                  workers: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(history, reference): one history row per run and outer loop; the exact LPs.
 
-    workers: processes (0: one per CPU core; 1: run here, in this process).
+    workers: processes (0: one per CPU core; 1: run here, in this process),
+        each training one problem and variant's seeds at a time.
     """
-    jobs = [Job(p, v, s, schedule) for p in problems for v in variants for s in range(seeds)]
+    jobs = [Job(p, v, tuple(range(seeds)), schedule) for p in problems for v in variants]
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(jobs), desc="runs", disable=None)
+    bar = tqdm(total=len(jobs) * seeds, desc="runs", disable=None)
     rows: list[dict] = []
     if workers == 1:
         for job in jobs:
             rows += run_job(job)
-            bar.update()
+            bar.update(seeds)
     else:
         # spawn, not fork: forking a process that already runs torch threads can hang
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        # one thread each: the workers already fill the cores
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
             for result in pool.map(run_job, jobs):
                 rows += result
-                bar.update()
+                bar.update(seeds)
     bar.close()
     history = pd.DataFrame(rows)
     reference = pd.DataFrame([lp_reference(p) for p in problems])

@@ -37,10 +37,21 @@ def test_smnist_benchmark_compares_the_naive_loop_with_single_and_batched_runs()
                 "--repeats", "1")
     rows = [line.rsplit(None, 5) for line in table(lines, "mode")]
     assert [(r[0], int(r[1])) for r in rows] == [("naive loop", 1), ("f1lib, eager", 1),
+                                                   ("f1lib, eager, bf16", 1),
                                                    ("f1lib, eager", 2)]
     assert all(float(r[2]) > 0 for r in rows)  # ms/step
     assert rows[0][4] == "1.0x"
     assert any(line.startswith("projected: 2 runs x 24,000 steps") for line in lines)
+
+
+def test_lp_runs_benchmark_times_one_run_against_its_seeds_stacked():
+    lines = run("lp_runs.py", "--runs", "1", "2", "--variant", "stable", "--outer", "1",
+                "--inner", "100", "--repeats", "1")
+    rows = [line.split() for line in table(lines, "variant")]
+    assert [(r[0], int(r[1])) for r in rows] == [("stable", 1), ("stable", 2)]
+    (_, _, one_ms, one_run_ms, one_ratio), (_, _, two_ms, two_run_ms, _) = rows
+    assert one_ratio == "1.00x" and float(one_ms) == float(one_run_ms) > 0
+    assert abs(float(two_run_ms) - float(two_ms) / 2) <= 0.001  # per run-step: half the step
 
 
 def test_smnist_profile_says_where_the_batched_step_spends_its_time():
