@@ -12,7 +12,10 @@ naive       the obvious implementation: a Dataset that builds each 64x64 image
             only the engineering differs.
 f1lib       f1lib.train.train_runs on the whole S-MNIST set held on the device:
             one run, then R runs (seeds x betas) batched into one vmapped step;
-            on CUDA also with the inner step replayed as a CUDA graph.
+            on CUDA also with the inner step replayed as a CUDA graph; on the CPU
+            also one run under bfloat16 autocast ("eager, bf16": the MLP's matrix
+            products in bf16 with float32 accumulation, the regularizer in
+            float32), the CPU's counterpart of the GPU's TF32 products.
 
 On CUDA every mode runs its float32 matrix products on TF32 tensor cores, as
 the MNIST notebook does (--no-tf32: full float32 everywhere).
@@ -94,7 +97,7 @@ def naive_time(digits, labels, device: str, steps: int, inner: int, variant: str
 
 
 def f1lib_time(data: TensorData, device: str, runs: int, outer: int, inner: int,
-               variant: str, graph: bool, around=None) -> float:
+               variant: str, graph: bool, around=None, bf16: bool = False) -> float:
     """Seconds for `runs` runs of outer x inner steps trained together (inside the
     context manager `around`, if given: the models' set-up stays outside)."""
     models, regs = [], []
@@ -104,7 +107,7 @@ def f1lib_time(data: TensorData, device: str, runs: int, outer: int, inner: int,
         regs.append(F1Regularizer(data.positive, features=1, variant=variant,
                                   hyper=F1Hyper(beta=BETAS[r % len(BETAS)])).to(device))
     return timed(device, lambda: train_runs(
-        models, data, regs, seeds=list(range(runs)), graph=graph, progress=False,
+        models, data, regs, seeds=list(range(runs)), graph=graph, progress=False, bf16=bf16,
         schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH)), around)
 
 
@@ -178,14 +181,17 @@ def measure(args: argparse.Namespace, tf32: bool) -> None:
               f"{speed * naive:>8.1f}x {fixed:>8.2f}", flush=True)
 
     row("naive loop", 1, naive, float("nan"))
-    modes = [(False, 1), (False, args.runs)]
+    # (graph, bf16, runs)
+    modes = [(False, False, 1), (False, True, 1), (False, False, args.runs)]
     if device == "cuda":
-        modes = [(False, 1), (True, 1), (False, args.runs), (True, args.runs)]
-    for graph, runs in modes:
+        modes = [(False, False, 1), (True, False, 1), (False, False, args.runs),
+                 (True, False, args.runs)]
+    for graph, bf16, runs in modes:
         per_step, fixed = steady_rate(
-            lambda k: f1lib_time(data, device, runs, k, args.inner, args.variant, graph),
+            lambda k: f1lib_time(data, device, runs, k, args.inner, args.variant, graph,
+                                 bf16=bf16),
             args.outer, args.inner, args.repeats)
-        label = "f1lib" + (", CUDA graph" if graph else ", eager")
+        label = "f1lib" + (", CUDA graph" if graph else ", eager") + (", bf16" if bf16 else "")
         row(label, runs, per_step, fixed)
     print(f"projected: {runs} runs x {args.paper_steps:,} steps with '{label}' take "
           f"{args.paper_steps * per_step + fixed:.1f} s of training (no evaluation)")
