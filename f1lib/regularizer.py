@@ -49,9 +49,13 @@ def scale_grad(x: Tensor, scale: float | Tensor) -> Tensor:
     and the gradient is exactly grad * scale. Plain ATen ops, not a custom
     autograd.Function: torch.func's vmap batches them natively, where a
     Function's generated vmap rule runs Python on every call (0.5 ms of a 2.4 ms
-    stacked step of three LP runs on the CPU; benchmarks/RESULTS.md)."""
+    stacked step of three LP runs on the CPU; benchmarks/RESULTS.md). Two kernels
+    (the difference, then one fused multiply-add), as the forward pass runs them
+    over the whole tau table at every step."""
     frozen = x.detach()
-    return frozen + (x - frozen) * scale
+    if isinstance(scale, Tensor):
+        return torch.addcmul(frozen, x - frozen, scale)
+    return torch.add(frozen, x - frozen, alpha=scale)
 
 
 def _augmented_term(c: Tensor, multiplier: Tensor, rho: float) -> Tensor:
