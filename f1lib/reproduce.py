@@ -136,7 +136,9 @@ def stop_notebooks(processes: list[subprocess.Popen], grace: float) -> None:
             process.wait()
 
 
-def unchanged(staged: Staged) -> str:
+def what_was_kept(staged: Staged) -> str:
+    """After a notebook failed or was stopped: that the book kept its copy and figures,
+    and where the partial execution and the figures it wrote went."""
     moved = f", the figures it wrote in {staged.aside}" if staged.aside.exists() else ""
     return (f"the book keeps its {staged.notebook.name} and figures; the partial notebook is "
             f"{staged.output}{moved}")
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                     staged.discard()
                     tail = (logs / f"{notebook.stem}.log").read_text().splitlines()[-30:]
                     print("\n".join("   " + line for line in tail), flush=True)
-                    print(f"   {unchanged(staged)}", flush=True)
+                    print(f"   {what_was_kept(staged)}", flush=True)
                 else:
                     staged.keep()
     except KeyboardInterrupt:  # Ctrl-C: the shell's code for it, without a traceback
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for notebook, (_, _, staged) in running.items():
                 staged.discard()
-                print(f"== {notebook.name} stopped unfinished; {unchanged(staged)}", flush=True)
+                print(f"== {notebook.name} stopped unfinished; {what_was_kept(staged)}", flush=True)
             signal.signal(signal.SIGTERM, previous)
     if interrupted:
         return 128 + signal.SIGINT
