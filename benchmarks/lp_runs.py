@@ -3,8 +3,9 @@
 The work is one job of f1lib.lp_study: Algorithm 1 on a fixed 2-D problem of 120
 points (batch 30, beta = 1), R runs that differ in seed only, trained by
 f1lib.train_runs as one vmapped step (R = 1: the plain single-run step). Such a
-step costs Python and dispatch, not arithmetic, so R stacked runs cost about
-what one does. It times lp_study.run_job itself, evaluation after each outer
+step costs Python and dispatch, not arithmetic, so a step of R stacked runs
+costs about the same for every R > 1 (about twice one run's, on the CPU VM of
+benchmarks/RESULTS.md). It times lp_study.run_job itself, evaluation after each outer
 loop included. The chapter's jobs run in a pool of CPU processes, one thread
 each, so this script times one thread on the CPU.
 

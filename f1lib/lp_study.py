@@ -4,8 +4,9 @@ On fixed 2-D features the LP (5)-(9) can be solved exactly, so every run of
 Algorithm 1 has a ground truth: its learned scorer's hinge bound against the
 LP optimum. Runs are tiny, so their steps cost Python and dispatch, not
 arithmetic: the seeds of one problem and variant train stacked as one vmapped
-step (f1lib.train_runs), which costs about what one run's step does, and these
-jobs go to a pool of CPU processes rather than to a GPU.
+step (f1lib.train_runs), which costs about twice one run's step, for five seeds
+as for three (benchmarks/lp_runs.py), and these jobs go to a pool of CPU
+processes rather than to a GPU.
 """
 
 from __future__ import annotations
