@@ -16,6 +16,8 @@ fp32          f1lib.train on the images held on the device, float32, NCHW (on
               CUDA, PyTorch's default still runs its convolutions in TF32,
               cudnn.allow_tf32; so does the naive loop)
 fp32, no TF32 the same in full float32 (CUDA only; a row for reference, not the base)
+fp32 + CL     float32 in channels_last memory format (CPU only: the sky notebook's mode
+              there, f1lib.train.channels_last_convolutions)
 bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
 bf16+CL+graph+tuned the same with cuDNN's autotuner on (torch.backends.cudnn.benchmark:
@@ -40,7 +42,7 @@ notebook's runs add up to.
 
 --profile ROWS replaces the timings with torch.profiler's view of one training
 of --outer x --inner steps in the sky notebook's mode (on CUDA bf16 + channels_last,
-eager and as a CUDA graph; on the CPU float32): the device's busy time per step and
+eager and as a CUDA graph; on the CPU float32 + channels_last): the device's busy time per step and
 the ROWS ops with the most of it. At the paper profile's 128 x 192 it says where
 the book's longest chapter spends its time.
 
@@ -132,27 +134,29 @@ def naive_time(batch: SkyBatch, device: str, width: float, steps: int, inner: in
 
 
 def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: int,
-                fast: bool, graph: bool, around=None) -> float:
+                bf16: bool, channels_last: bool, graph: bool, around=None) -> float:
     """Seconds to train outer x inner steps (inside the context manager `around`,
     if given: the model's set-up stays outside)."""
-    data = in_layout(data, fast)
-    model, reg = segnet_run(data.positive, device, width, channels_last=fast)
+    data = in_layout(data, channels_last)
+    model, reg = segnet_run(data.positive, device, width, channels_last=channels_last)
     return timed(device, lambda: train(
         model, data, reg, schedule=Schedule(outer=outer, inner=inner, batch_size=BATCH),
-        bf16=fast, graph=graph, progress=False), around)
+        bf16=bf16, graph=graph, progress=False), around)
 
 
 def profile_steps(args: argparse.Namespace, data: TensorData) -> None:
     """torch.profiler's view of the sky notebook's training step: on CUDA in bf16 +
-    channels_last, eager and as a CUDA graph; on the CPU in float32."""
+    channels_last, eager and as a CUDA graph; on the CPU in float32 + channels_last."""
     cuda = args.device == "cuda"
+    mode = dict(bf16=cuda, channels_last=True)
     for graph in ([False, True] if cuda else [False]):
-        label = ("bf16 + CL" if cuda else "fp32") + (", CUDA graph" if graph else ", eager")
+        label = ("bf16 + CL" if cuda else "fp32 + CL") + (", CUDA graph" if graph else ", eager")
         # one outer loop first, unprofiled: lazy initialisation stays out of the profile
-        segnet_time(data, args.device, args.width, 1, args.inner, cuda, graph)
+        segnet_time(data, args.device, args.width, 1, args.inner, graph=graph, **mode)
         print_profile(label, args.device, args.outer * args.inner, args.profile,
                       lambda profiler: segnet_time(data, args.device, args.width, args.outer,
-                                                   args.inner, cuda, graph, around=profiler))
+                                                   args.inner, graph=graph, around=profiler,
+                                                   **mode))
 
 
 # how --concurrent lays R runs out on CUDA: each run's step its own graph, all replayed on
@@ -338,11 +342,15 @@ def main() -> None:
         return profile_steps(args, data)
     if args.concurrent:
         return concurrent_rows(args, data)
-    modes = [("fp32", False, False, nullcontext), ("bf16 + CL", True, False, nullcontext)]
+    # (label, bf16, channels_last, graph, setting)
+    modes = [("fp32", False, False, False, nullcontext)]
+    if device == "cpu":
+        modes += [("fp32 + CL", False, True, False, nullcontext)]
+    modes += [("bf16 + CL", True, True, False, nullcontext)]
     if device == "cuda":
-        modes += [("bf16 + CL + graph", True, True, nullcontext),
-                  ("bf16+CL+graph+tuned", True, True, cudnn_autotune),
-                  ("fp32, no TF32", False, False, no_tf32)]
+        modes += [("bf16 + CL + graph", True, True, True, nullcontext),
+                  ("bf16+CL+graph+tuned", True, True, True, cudnn_autotune),
+                  ("fp32, no TF32", False, False, False, no_tf32)]
     print(f"{'mode':<20} {'ms/step':>9} {'images/s':>9} {'vs naive':>9} {'vs fp32':>8} "
           f"{'setup s':>8}")
     # each row as soon as it is measured: a run stopped midway keeps the rows it had
@@ -350,10 +358,11 @@ def main() -> None:
                               for _ in range(args.repeats))
     print(f"{'naive loop':<20} {1e3 * naive:>9.2f} {BATCH / naive:>9.1f} {1:>8.2f}x", flush=True)
     fp32 = None
-    for label, fast, graph, setting in modes:
+    for label, bf16, channels_last, graph, setting in modes:
         with setting():
             per_step, fixed = steady_rate(
-                lambda k: segnet_time(data, device, args.width, k, args.inner, fast, graph),
+                lambda k: segnet_time(data, device, args.width, k, args.inner, bf16,
+                                      channels_last, graph),
                 args.outer, args.inner, args.repeats)
         fp32 = fp32 or per_step
         print(f"{label:<20} {1e3 * per_step:>9.2f} {BATCH / per_step:>9.1f} "

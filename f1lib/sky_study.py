@@ -25,7 +25,7 @@ from .metrics import sky_iou, thresholded_iou
 from .models import SegNet
 from .regularizer import F1Regularizer
 from .study import Run, run_study, tensor_digest, train_together
-from .train import TensorData, bf16_convolutions
+from .train import TensorData, bf16_convolutions, channels_last_convolutions
 
 # what the notebook summarises, per method
 SUMMARY_COLUMNS = ("miou", "iou_sky", "thresholded_iou", "miou_big", "miou_small", "head_f1",
@@ -40,8 +40,8 @@ SIDE_BY_SIDE = 3
 
 @dataclass
 class SkySet:
-    """Images as float in [0, 1] (channels_last where the network runs in bf16), masks as class
-    indices, on one device."""
+    """Images as float in [0, 1] (channels_last where the network runs in it:
+    `f1lib.train.channels_last_convolutions`), masks as class indices, on one device."""
 
     images: Tensor  # (N, 3, H, W) float32
     masks: Tensor  # (N, H, W) int64, 1 on sky
@@ -50,7 +50,7 @@ class SkySet:
     @classmethod
     def from_batch(cls, batch: SkyBatch, device) -> "SkySet":
         images = batch.images.to(device).float().div_(255)
-        if bf16_convolutions(device):
+        if channels_last_convolutions(device):
             images = images.contiguous(memory_format=torch.channels_last)
         return cls(images, batch.masks.to(device).long(), batch.big.to(device))
 
@@ -106,13 +106,15 @@ def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: 
     stack=False): each run's history rows, the last of which also holds the final
     model's masks of the first `samples` test images (`pack_masks`). On a GPU with
     bf16 convolutions (`f1lib.train.bf16_convolutions`) the network runs under bf16
-    autocast in channels_last memory format, elsewhere in float32."""
+    autocast, elsewhere in float32; in channels_last memory format on such a GPU and on
+    the CPU (`f1lib.train.channels_last_convolutions`)."""
     device = train_set.images.device
     bf16 = bf16_convolutions(device)
+    channels_last = channels_last_convolutions(device)
 
     def make_model():
         model = SegNet(width=width).to(device)
-        return model.to(memory_format=torch.channels_last) if bf16 else model
+        return model.to(memory_format=torch.channels_last) if channels_last else model
 
     data = TensorData(train_set.images, train_set.masks, train_set.big)
     histories, models = train_together(runs, make_model, data, schedule,

@@ -68,7 +68,7 @@ def test_smnist_profile_says_where_the_batched_step_spends_its_time():
 def test_segnet_profile_says_where_the_sky_notebooks_step_spends_its_time():
     lines = run("segnet.py", "--profile", "6", "--size", "32", "48", "--width", "0.125",
                 "--inner", "4", "--images", "28")
-    summary = [line for line in lines if line.startswith("fp32, eager, 4 steps:")]
+    summary = [line for line in lines if line.startswith("fp32 + CL, eager, 4 steps:")]
     assert len(summary) == 1 and summary[0].endswith("ms of CPU op time per step")
     assert not any(line.startswith("mode") for line in lines)  # no timings: the profile only
     ops = table(lines, "---")[2:8]
@@ -80,11 +80,11 @@ def test_segnet_benchmark_compares_the_naive_loop_fp32_and_bf16_channels_last():
     lines = run("segnet.py", "--size", "32", "48", "--width", "0.125", "--inner", "12",
                 "--images", "28", "--repeats", "1", "--steps", "4")
     rows = {line[:20].strip(): line[20:].split() for line in table(lines, "mode")}
-    assert list(rows) == ["naive loop", "fp32", "bf16 + CL"]
+    assert list(rows) == ["naive loop", "fp32", "fp32 + CL", "bf16 + CL"]
     assert rows["naive loop"][2] == "1.00x" and len(rows["naive loop"]) == 3
     assert rows["fp32"][3] == "1.00x"  # the target: bf16 + CL against fp32
     naive_ms, fp32_ms = float(rows["naive loop"][0]), float(rows["fp32"][0])
-    for ms, images, vs_naive, vs_fp32, _ in (rows["fp32"], rows["bf16 + CL"]):
+    for ms, images, vs_naive, vs_fp32, _ in (rows["fp32"], rows["fp32 + CL"], rows["bf16 + CL"]):
         # 7 images per step, and both ratios are the naive / fp32 step time over the row's
         assert float(images) == pytest.approx(7e3 / float(ms), rel=0.01)
         assert float(vs_naive[:-1]) == pytest.approx(naive_ms / float(ms), abs=0.01)

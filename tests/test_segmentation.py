@@ -1,5 +1,6 @@
 """SegNet, the segmentation metrics against hand-counted masks, and the sky study."""
 
+import copy
 import json
 import shutil
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from f1lib import Schedule, train
 from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datasets
@@ -49,6 +51,28 @@ def test_segnet_width_scales_the_channels_and_bad_settings_raise():
         SegNet(weights="coco")
     with pytest.raises(ValueError, match="width 1"):
         SegNet(width=0.5).load_vgg16_bn_encoder()
+
+
+def test_segnet_computes_the_same_function_in_channels_last_memory_format():
+    # in float64, where rounding cannot hide a mistake: pooling indices, unpooling and the
+    # head's average must not depend on how the tensors are laid out (the CPU trains in
+    # channels_last, f1lib.train.channels_last_convolutions)
+    torch.manual_seed(0)
+    nchw = SegNet(width=0.25).double()
+    nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    images = torch.rand(3, 3, 37, 53, dtype=torch.float64)
+    masks = torch.randint(0, 2, (3, 37, 53))
+    results = []
+    for model, x in ((nchw, images), (nhwc, images.contiguous(memory_format=torch.channels_last))):
+        logits, score = model(x)
+        (F.cross_entropy(logits, masks) + score.sum()).backward()
+        results.append((logits, score, [p.grad for p in model.parameters()]))
+    (logits, score, grads), (logits_cl, score_cl, grads_cl) = results
+    assert logits_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(logits_cl, logits, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(score_cl, score, rtol=1e-10, atol=1e-12)
+    for grad_cl, grad in zip(grads_cl, grads, strict=True):
+        torch.testing.assert_close(grad_cl, grad, rtol=1e-9, atol=1e-12)
 
 
 def test_imagenet_encoder_computes_what_vgg16_bn_computes_its_biases_folded(monkeypatch):
@@ -189,6 +213,30 @@ def test_runs_side_by_side_score_their_masks_and_keep_the_samples():
         assert masks.dtype == torch.bool and masks.shape == (3, 32, 48)
     # each run its own network: other seeds, other masks after training
     assert histories[0][-1]["task_loss"] != histories[1][-1]["task_loss"]
+
+
+def test_sky_runs_on_the_cpu_hold_images_and_weights_channels_last(monkeypatch):
+    import f1lib.sky_study
+
+    train_set, test_set = tiny_sky()
+    assert train_set.images.is_contiguous(memory_format=torch.channels_last)
+    assert not train_set.images.is_contiguous()  # channels_last is not NCHW at 3 channels
+    models = []
+
+    def recorded(runs, make_model, *args, **kwargs):
+        def make():
+            models.append(make_model())
+            return models[-1]
+        return train_together(runs, make, *args, **kwargs)
+
+    train_together = f1lib.sky_study.train_together
+    monkeypatch.setattr(f1lib.sky_study, "train_together", recorded)
+    train_batch([Run("stable", 1e-3, 0)], train_set, test_set,
+                Schedule(outer=1, inner=1, batch_size=7), width=0.125, samples=0)
+    convolutions = [m.weight for m in models[0].modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convolutions) == 27  # 13 in the encoder, 13 in the decoder, the classifier
+    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+               for w in convolutions)
 
 
 def test_a_sky_study_resumes_only_on_the_data_its_runs_saw(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from torch import nn
 from f1lib import (F1Hyper, F1Regularizer, NonFiniteError, Schedule, TensorData, batch_order,
                    train)
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.train import bf16_convolutions, checkpoint_elapsed, tf32_matmuls
+from f1lib.train import (bf16_convolutions, channels_last_convolutions, checkpoint_elapsed,
+                         tf32_matmuls)
 
 
 class TwoHeads(nn.Module):
@@ -331,3 +332,6 @@ def test_bf16_convolutions_only_on_gpus_whose_cudnn_has_them(monkeypatch, capabi
     assert bf16_convolutions("cuda:1") is expected
     assert asked == [torch.device("cuda:1")]  # the device asked about, not the current one
     assert bf16_convolutions("cpu") is False and bf16_convolutions(torch.device("cpu")) is False
+    # channels_last goes with bf16 on a GPU; on the CPU the float32 convolutions take it too
+    assert channels_last_convolutions("cuda:1") is expected
+    assert channels_last_convolutions("cpu") is True
