@@ -95,7 +95,7 @@ def run_job(job: Job) -> list[dict]:
                          seeds=list(job.seeds), schedule=job.schedule,
                          evaluate=[exact(reg) for reg in regs], progress=False)
     wall = (time.perf_counter() - start) / len(job.seeds)
-    return [row for seed, result in zip(job.seeds, results)
+    return [row for seed, result in zip(job.seeds, results, strict=True)
             for row in tagged_rows({"problem": job.problem.label, "variant": job.variant,
                                     "seed": seed}, result, wall)]
 

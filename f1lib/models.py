@@ -124,7 +124,7 @@ class SegNet(nn.Module):
             size = x.shape[-2:]
             x, index = F.max_pool2d(x, 2, 2, return_indices=True)
             pooled.append((index, size))
-        for block, (index, size) in zip(self.decoder, reversed(pooled)):
+        for block, (index, size) in zip(self.decoder, reversed(pooled), strict=True):
             x = F.max_unpool2d(x, index, 2, 2, output_size=size)
             x = block(x)
         return self.classifier(x), self.f1_head(x.mean(dim=(2, 3)))

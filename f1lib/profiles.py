@@ -130,7 +130,7 @@ def _check_value(notebook: str, key: str, value: Any, default: Any) -> Any:
     expected = type(default)
     if expected is float and type(value) is int:
         value = float(value)
-    if type(value) is bool and expected is not bool or not isinstance(value, expected):
+    if (type(value) is bool and expected is not bool) or not isinstance(value, expected):
         raise ValueError(
             f"{notebook}: parameter {key!r} must be {expected.__name__}, got {value!r}"
         )

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .train import replace_atomically
+from .files import replace_atomically
 
 PACKAGES = ("f1lib", "torch", "numpy", "scipy", "pandas", "matplotlib", "seaborn",
             "torchvision", "torchmetrics", "papermill")

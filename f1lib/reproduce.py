@@ -49,7 +49,8 @@ def parse_setting(text: str) -> tuple[str, object]:
     try:
         return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):
-        raise argparse.ArgumentTypeError(f"--set {name}: {value!r} is not a Python literal")
+        raise argparse.ArgumentTypeError(
+            f"--set {name}: {value!r} is not a Python literal") from None
 
 
 class Staged:

@@ -121,7 +121,7 @@ def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: 
                                        lambda reg: evaluation(reg, test_set), checkpoint,
                                        task_loss=F.cross_entropy, bf16=bf16, graph=graph,
                                        stack=False)
-    for rows, model in zip(histories, models):
+    for rows, model in zip(histories, models, strict=True):
         if rows[-1]["status"] == "finished" and samples:
             model.eval()
             masks, _ = predict(model, test_set.images[:samples])

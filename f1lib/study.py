@@ -40,10 +40,10 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import F1Hyper, Schedule
+from .files import replace_atomically
 from .regularizer import F1Regularizer
 from .stats import format_ci, mean_ci
-from .train import (NonFiniteError, TensorData, checkpoint_elapsed, replace_atomically,
-                    train_runs)
+from .train import NonFiniteError, TensorData, checkpoint_elapsed, train_runs
 
 METHODS = ("baseline", "paper", "stable")
 PACKAGE = Path(__file__).parent
@@ -158,7 +158,8 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
                          checkpoint=checkpoint,
                          **{"checkpoint_interval": CHECKPOINT_INTERVAL_S, **options})
     wall = (earlier + monotonic() - start) / len(runs)
-    return [tagged_rows(run_tag(run), result, wall) for run, result in zip(runs, results)], models
+    return [tagged_rows(run_tag(run), result, wall)
+            for run, result in zip(runs, results, strict=True)], models
 
 
 # The modules whose runs run_study keeps. They, and every f1lib module that they import,
@@ -262,7 +263,7 @@ def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[lis
     batches = [group[i:i + size] for group in left for i in range(0, len(group), size)]
     for pending in tqdm(batches, desc="runs" if size == 1 else "run batches", disable=None):
         ckpt = work_dir / f"{key([asdict(run) for run in pending])}.ckpt"
-        for run, rows in zip(pending, train_batch(pending, ckpt)):
+        for run, rows in zip(pending, train_batch(pending, ckpt), strict=True):
             replace_atomically(done[run], lambda tmp: tmp.write_text(json.dumps(rows)))
         ckpt.unlink(missing_ok=True)
     return pd.DataFrame([row for run in runs for row in json.loads(done[run].read_text())])

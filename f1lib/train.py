@@ -45,6 +45,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from .config import Schedule
+from .files import replace_atomically
 from .regularizer import F1Regularizer
 
 
@@ -157,14 +158,6 @@ def tf32_matmuls(enabled: bool = True):
         yield
     finally:
         torch.set_float32_matmul_precision(precision)
-
-
-def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(tmp)` to a file beside `path`, then the rename: `path` holds its earlier
-    contents or the new ones, whole, whenever the writer is killed."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 class HeldSignals:
@@ -522,10 +515,12 @@ def train_runs(
         # once for the whole dataset, instead of per batch (where it would sync)
         reg.check_labels(data.positive, torch.arange(n, device=device))
 
-    runs = [RunLoss(m, reg, data, task_loss, bf16) for m, reg in zip(models, regularizers)]
+    runs = [RunLoss(m, reg, data, task_loss, bf16)
+            for m, reg in zip(models, regularizers, strict=True)]
     if count == 1 or not stack:
         optimizers = [torch.optim.SGD(param_groups(run, schedule)) for run in runs]
-        step = side_by_side([single_run_step(run, opt) for run, opt in zip(runs, optimizers)],
+        step = side_by_side([single_run_step(run, opt)
+                             for run, opt in zip(runs, optimizers, strict=True)],
                             streams=count > 1 and device.type == "cuda")
     else:
         step, optimizer = make_batched_step(runs, schedule)
@@ -547,9 +542,9 @@ def train_runs(
         if len(saved_optimizers) != len(optimizers):
             raise ValueError(f"checkpoint {ckpt} holds runs trained "
                              f"{'side by side' if stack else 'stacked'}; these are not")
-        for run, saved in zip(runs, state["runs_state"]):
+        for run, saved in zip(runs, state["runs_state"], strict=True):
             run.load_state_dict(saved)
-        for optimizer, saved in zip(optimizers, saved_optimizers):
+        for optimizer, saved in zip(optimizers, saved_optimizers, strict=True):
             optimizer.load_state_dict(saved)
         torch.set_rng_state(state["rng"].cpu())  # map_location moved it with the rest
         histories, start = state["histories"], state["outer"]

@@ -76,7 +76,7 @@ def test_captured_inner_step_matches_eager(variant):
         static_idx.copy_(idx)
         graph.replay()
     torch.cuda.synchronize()
-    for a, b in zip(eager, state(model, reg)):
+    for a, b in zip(eager, state(model, reg), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -100,7 +100,7 @@ def test_training_replayed_as_a_cuda_graph_matches_eager(variant, betas):
         models, data, regs = fresh_runs(variant, betas)
         results.append(train_runs(models, data, regs, seeds=list(range(len(betas))),
                                   schedule=schedule, graph=graph, progress=False))
-    for eager, replayed in zip(*results):
+    for eager, replayed in zip(*results, strict=True):
         assert_histories_close(replayed, eager)
 
 
@@ -135,11 +135,11 @@ def test_segnet_in_bf16_and_channels_last_replays_as_a_cuda_graph():
     runs = [Run("stable", 1e-3, 0), Run("paper", 1e-3, 1)]
     histories = [train_batch(runs, train_set, test_set, Schedule(outer=2, inner=6, batch_size=7),
                              width=0.125, samples=2, graph=graph) for graph in (False, True)]
-    for eager, replayed in zip(*histories):
+    for eager, replayed in zip(*histories, strict=True):
         assert [r["outer"] for r in replayed] == [1, 2]
         assert replayed[-1]["sample_masks"]
         # bf16 convolutions: the same kernels in the same order, but not promised bit for bit
-        for a, b in zip(replayed, eager):
+        for a, b in zip(replayed, eager, strict=True):
             for key in ("task_loss", "lagrangian", "miou"):
                 assert a[key] == pytest.approx(b[key], rel=2e-2, abs=2e-2), key
     assert histories[1][0][-1]["task_loss"] != histories[1][1][-1]["task_loss"]
@@ -159,8 +159,8 @@ def test_tf32_training_runs_its_products_in_tf32_and_ends_close_to_float32():
         models, data, regs = fresh_runs("stable", [0.0, 0.1])
         results.append(train_runs(models, data, regs, seeds=[0, 1], schedule=schedule,
                                   graph=True, tf32=tf32, progress=False))
-    for full, reduced in zip(*results):
-        for a, b in zip(full, reduced):
+    for full, reduced in zip(*results, strict=True):
+        for a, b in zip(full, reduced, strict=True):
             assert a["task_loss"] == pytest.approx(b["task_loss"], rel=1e-2)
 
 
@@ -187,7 +187,7 @@ def test_batched_graph_training_resumed_on_cuda_ends_as_an_uninterrupted_run(tmp
     with pytest.raises(Interrupt):
         trained(stop_in_outer_loop_three, ckpt)
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["outer"] == 2
-    for resumed, expected in zip(trained(checkpoint=ckpt), whole):
+    for resumed, expected in zip(trained(checkpoint=ckpt), whole, strict=True):
         assert_histories_close(resumed, expected)
 
 
@@ -221,7 +221,7 @@ def test_a_signal_between_replayed_steps_stops_there_and_resumes_on_cuda(tmp_pat
             trained(ckpt)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert (state["outer"], state["inner"]) == (1, 3)
-    for resumed, expected in zip(trained(ckpt), whole):
+    for resumed, expected in zip(trained(ckpt), whole, strict=True):
         assert_histories_close(resumed, expected)
 
 
@@ -244,5 +244,5 @@ def test_runs_side_by_side_as_one_graph_train_as_each_alone():
     together = train_runs([m for m, _, _ in runs], runs[0][2], [r for _, r, _ in runs],
                           seeds=[spec[2] for spec in SIDE_BY_SIDE], schedule=schedule,
                           progress=False, graph=True, stack=False)
-    for got, expected in zip(together, alone):
+    for got, expected in zip(together, alone, strict=True):
         assert_histories_close(got, expected)

@@ -183,7 +183,7 @@ def test_state_dict_round_trip():
     b = F1Regularizer(POSITIVE, features=1, variant="paper")
     assert not torch.equal(a.tau, b.tau)
     b.load_state_dict(a.state_dict())
-    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
     assert torch.equal(a(torch.tensor(H), BATCH_POSITIVE, INDEX),
                        b(torch.tensor(H), BATCH_POSITIVE, INDEX))

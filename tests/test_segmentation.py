@@ -203,7 +203,7 @@ def test_runs_side_by_side_score_their_masks_and_keep_the_samples():
     runs = [Run("baseline", 0.0, 0), Run("paper", 1e-3, 1)]
     histories = train_batch(runs, train_set, test_set, Schedule(outer=2, inner=2, batch_size=7),
                             width=0.125, samples=3)
-    for run, rows in zip(runs, histories):
+    for run, rows in zip(runs, histories, strict=True):
         assert [(r["run"], r["seed"], r["outer"]) for r in rows] == [(run.label, run.seed, 1),
                                                                       (run.label, run.seed, 2)]
         for key in ("miou", "iou_sky", "thresholded_iou", "miou_small", "head_f1"):

@@ -59,7 +59,7 @@ def test_training_is_deterministic_on_cpu():
         runs.append((train(model, data, reg, schedule=schedule, progress=False),
                      [p.detach().clone() for p in model.parameters()]))
     assert runs[0][0] == runs[1][0]
-    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
 
 
 class Interrupt(Exception):

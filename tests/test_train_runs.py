@@ -36,7 +36,7 @@ def accuracy(model, data):
 
 def assert_histories_close(got, expected):
     assert [row["outer"] for row in got] == [row["outer"] for row in expected]
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
@@ -64,7 +64,7 @@ def test_each_batched_run_equals_the_run_trained_alone(variant):
     together = train_runs([m for m, _, _ in runs], data, [r for _, r, _ in runs],
                           seeds=[spec[2] for spec in specs], schedule=SCHEDULE, progress=False,
                           evaluate=lambda m: accuracy(m, data))
-    for r, (history, expected) in enumerate(zip(together, alone)):
+    for r, (history, expected) in enumerate(zip(together, alone, strict=True)):
         assert_histories_close(history, expected)
         got = state(runs[r][0], runs[r][1])
         for key, value in alone_states[r].items():
@@ -86,7 +86,7 @@ def test_shared_head_mlp_runs_batch_with_the_seed_f1_head():
     runs = [fresh_run(*spec, model_cls=model_cls) for spec in specs]
     together = train_runs([m for m, _, _ in runs], runs[0][2], [r for _, r, _ in runs],
                           seeds=[0, 1], schedule=SCHEDULE, progress=False)
-    for got, expected in zip(together, alone):
+    for got, expected in zip(together, alone, strict=True):
         assert_histories_close(got, expected)
 
 
@@ -178,7 +178,7 @@ def test_a_batch_without_regularizers_trains_the_task_alone():
     initial = [{k: v.clone() for k, v in m.state_dict().items()} for m in models]
     histories = train_runs(models, data, None, seeds=[0, 1], schedule=SCHEDULE, progress=False,
                            task_loss=F.cross_entropy)
-    for seed, (init, history) in enumerate(zip(initial, histories)):
+    for seed, (init, history) in enumerate(zip(initial, histories, strict=True)):
         alone = TwoHeads()
         alone.load_state_dict(init)
         assert_histories_close(history, train(alone, data, None, schedule=SCHEDULE, seed=seed,
