@@ -135,7 +135,8 @@ def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule
     """Every run's history, one row per run and outer loop, resumable (f1lib.study.run_study).
     Up to `side_by_side` runs of one learning rate train side by side; by default
     SIDE_BY_SIDE on CUDA and one at a time on the CPU. Either way each run's result is
-    what it would be alone."""
+    what it would be alone; an interrupted study resumes its batch in progress only with
+    the same `side_by_side` (else that batch starts over)."""
     def train_some(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
         return train_batch(batch, train_set, test_set, schedule, width, checkpoint, samples,
                            graph)
@@ -145,5 +146,7 @@ def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule
     setting = [schedule.as_dict(), data, width, samples]
     if side_by_side is None:
         side_by_side = SIDE_BY_SIDE if train_set.images.device.type == "cuda" else 1
+    if side_by_side < 1:
+        raise ValueError(f"side_by_side: at least one run at a time, got {side_by_side}")
     return run_study(runs, train_some, work_dir, setting, group_by=lambda run: run.lr_scale,
                      max_together=side_by_side)

@@ -40,6 +40,8 @@ def test_bad_profiles_and_values_raise(monkeypatch):
         profile_config("lp_bound", "smoke", seeds=True)
     with pytest.raises(ValueError, match=">= 1"):
         profile_config("lp_bound", "smoke", inner=0)
+    with pytest.raises(ValueError, match=">= 0"):  # 0: the library's choice
+        profile_config("sky_segmentation", "smoke", side_by_side=-1)
     with pytest.raises(ValueError, match="no profiles"):
         profile_config("nonexistent", "smoke")
 

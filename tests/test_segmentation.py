@@ -274,6 +274,9 @@ def test_a_sky_study_side_by_side_gives_each_run_the_rows_it_gets_alone(tmp_path
                                        tmp_path / str(together), width=0.125, samples=2,
                                        side_by_side=together) for together in (1, 3)}
     assert batches == [1] * 6 + [3, 3]
+    with pytest.raises(ValueError, match="side_by_side: at least one run"):
+        run_sky_study(runs, train_set, test_set, schedule, tmp_path / "0", width=0.125,
+                      side_by_side=0)
     alone, side = (studies[k].drop(columns="wall_s") for k in (1, 3))
     pd.testing.assert_frame_equal(side, alone)
     assert alone.groupby(["run", "seed"]).task_loss.last().nunique() == len(runs)
