@@ -185,7 +185,7 @@ done
 todo=()
 for name in $all; do settled "$name" || todo+=("$name"); done
 # At its limit, reproduce interrupts the notebooks' kernels and gives them GRACE seconds to
-# write their studies' checkpoints at the step they stop (f1lib.train.HeldSignals); 20 s more
+# write their studies' checkpoints at the step they stop (f1lib.signals.HeldSignals); 20 s more
 # are left for the tarball
 GRACE=15
 if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt $(( 30 + GRACE )) ]; then

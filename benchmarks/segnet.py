@@ -17,7 +17,7 @@ fp32          f1lib.train on the images held on the device, float32, NCHW (on
               cudnn.allow_tf32; so does the naive loop)
 fp32, no TF32 the same in full float32 (CUDA only; a row for reference, not the base)
 fp32 + CL     float32 in channels_last memory format (CPU only: the sky notebook's mode
-              there, f1lib.train.channels_last_convolutions)
+              there, f1lib.hardware.channels_last_convolutions)
 bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
 bf16+CL+graph+tuned the same with cuDNN's autotuner on (torch.backends.cudnn.benchmark:

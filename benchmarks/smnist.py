@@ -49,8 +49,9 @@ from torch.utils.data import Dataset
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, SharedHeadMLP, TensorData
 from f1lib.data.mnist import load_digits, make_smnist
+from f1lib.hardware import tf32_matmuls
 from f1lib.profiles import PROFILES
-from f1lib.train import tf32_matmuls, train_runs
+from f1lib.train import train_runs
 from naive import naive_loop
 from timing import print_profile, steady_rate, timed
 

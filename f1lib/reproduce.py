@@ -12,7 +12,7 @@ others keep their stored outputs. `--jobs N` runs N notebooks at once: on a
 GPU machine the CPU-bound ones (lp_bound, sky_histogram) then run beside the
 GPU-bound ones. SIGTERM stops the notebooks still running, as Ctrl-C does: each
 kernel is interrupted, as Jupyter's interrupt button does, so that a study in
-training writes its checkpoint at the step it stops (f1lib.train.HeldSignals),
+training writes its checkpoint at the step it stops (f1lib.signals.HeldSignals),
 and what has not ended `--grace` seconds later is killed.
 Notebooks save their own figures and provenance (with their wall time, which
 sharing the machine lengthens); each one's log goes to .cache/reproduce/, and

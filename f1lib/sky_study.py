@@ -20,12 +20,13 @@ from torch import Tensor
 
 from .config import Schedule
 from .data.sky import SkyBatch
+from .hardware import bf16_convolutions, channels_last_convolutions
 from .lp import f1_score
 from .metrics import sky_iou, thresholded_iou
 from .models import SegNet
 from .regularizer import F1Regularizer
 from .study import Run, run_study, tensor_digest, train_together
-from .train import TensorData, bf16_convolutions, channels_last_convolutions
+from .train import TensorData
 
 # what the notebook summarises, per method
 SUMMARY_COLUMNS = ("miou", "iou_sky", "thresholded_iou", "miou_big", "miou_small", "head_f1",
@@ -41,7 +42,7 @@ SIDE_BY_SIDE = 3
 @dataclass
 class SkySet:
     """Images as float in [0, 1] (channels_last where the network runs in it:
-    `f1lib.train.channels_last_convolutions`), masks as class indices, on one device."""
+    `f1lib.hardware.channels_last_convolutions`), masks as class indices, on one device."""
 
     images: Tensor  # (N, 3, H, W) float32
     masks: Tensor  # (N, H, W) int64, 1 on sky
@@ -105,9 +106,9 @@ def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: 
     """Runs of one learning rate, trained side by side (f1lib.train.train_runs with
     stack=False): each run's history rows, the last of which also holds the final
     model's masks of the first `samples` test images (`pack_masks`). On a GPU with
-    bf16 convolutions (`f1lib.train.bf16_convolutions`) the network runs under bf16
+    bf16 convolutions (`f1lib.hardware.bf16_convolutions`) the network runs under bf16
     autocast, elsewhere in float32; in channels_last memory format on such a GPU and on
-    the CPU (`f1lib.train.channels_last_convolutions`)."""
+    the CPU (`f1lib.hardware.channels_last_convolutions`)."""
     device = train_set.images.device
     bf16 = bf16_convolutions(device)
     channels_last = channels_last_convolutions(device)

@@ -50,7 +50,7 @@ PACKAGE = Path(__file__).parent
 # seconds between checkpoints of a batch in progress: writing one (118 MB for SegNet, 205 MB
 # for 25 stacked MLP runs, some 0.2-0.5 s) every outer loop would cost about as much as a GPU
 # takes for the outer loop's 600 steps. Ctrl-C, Jupyter's interrupt and SIGTERM write one at the
-# step they stop (f1lib.train.HeldSignals); a kill loses up to this long and an outer loop
+# step they stop (f1lib.signals.HeldSignals); a kill loses up to this long and an outer loop
 CHECKPOINT_INTERVAL_S = 60.0
 
 

@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import monotonic  # this module's own name for it: tests move its clock
@@ -46,7 +43,9 @@ from tqdm import tqdm
 
 from .config import Schedule
 from .files import replace_atomically
+from .hardware import tf32_matmuls
 from .regularizer import F1Regularizer
+from .signals import HeldSignals
 
 
 @dataclass
@@ -119,90 +118,6 @@ def checkpoint_elapsed(path: str | os.PathLike) -> float:
     # mmap: the weights stay on disk, only the small entries are read
     state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     return float(state.get("elapsed_s", 0.0))
-
-
-def bf16_convolutions(device) -> bool:
-    """Whether convolutions on `device` should run under bfloat16 autocast: on CUDA devices
-    of compute capability 8.0 or newer (Ampere, Hopper), where cuDNN has bf16 kernels. On
-    older GPUs, Colab's T4 (7.5) among them, PyTorch runs bf16 convolutions on slow
-    kernels of its own (pytorch/pytorch#81139), and float32 is faster; on the CPU the runs
-    stay in float32, as its tests check them bit for bit."""
-    device = torch.device(device)
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
-
-
-def channels_last_convolutions(device) -> bool:
-    """Whether a convolutional network on `device` should hold its images and weights in
-    channels_last memory format: under bf16 convolutions (`bf16_convolutions`), whose
-    tensor-core kernels read channels last, and on the CPU, where oneDNN's float32
-    convolutions do too: on a 2-core CPU SegNet's training step ran a median 1.11-1.12x
-    as fast as in the default NCHW (benchmarks/RESULTS.md), computing the same function
-    (tests/test_segmentation.py compares the two layouts in float64). Older GPUs' float32
-    convolutions stay NCHW, as nothing has measured them."""
-    device = torch.device(device)
-    return device.type == "cpu" or bf16_convolutions(device)
-
-
-@contextmanager
-def tf32_matmuls(enabled: bool = True):
-    """Inside the block, with `enabled`, float32 matrix products may run on
-    TF32 tensor cores (torch.set_float32_matmul_precision("high"): 10 bits of
-    mantissa, float32 range and accumulation); the precision before the block
-    comes back after it. Callers enable it on CUDA only: it also sets oneDNN's
-    float32 matmul precision to "tf32" (torch.backends.mkldnn.matmul), which
-    CPUs with such an instruction set would use."""
-    precision = torch.get_float32_matmul_precision()
-    if enabled:
-        torch.set_float32_matmul_precision("high")
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(precision)
-
-
-class HeldSignals:
-    """SIGINT and SIGTERM held back while the block trains, so that a stop lands between
-    steps: a signal only sets `signum` (and puts the previous handlers back, so that a
-    second one acts at once); the trainer then writes its checkpoint and calls `act()`,
-    which lets the signal do what it would have done (Ctrl-C or Jupyter's interrupt
-    raise KeyboardInterrupt). Inactive off the main thread, where Python cannot install
-    handlers, for a signal that is ignored, and where a handler was installed outside
-    Python."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, active: bool = True):
-        self.active, self.signum, self.previous = active, None, {}
-
-    def __enter__(self) -> "HeldSignals":
-        if self.active and threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                handler = signal.getsignal(signum)
-                if handler not in (None, signal.SIG_IGN):  # an ignored signal stays ignored
-                    self.previous[signum] = handler
-                    signal.signal(signum, self._hold)
-        return self
-
-    def _hold(self, signum, frame) -> None:
-        self.signum = signum
-        self._restore()
-
-    def _restore(self) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        self.previous = {}
-
-    def act(self) -> None:
-        """The held signal, if any, delivered now to the handlers that were there before."""
-        if self.signum is not None:
-            self._restore()
-            signum, self.signum = self.signum, None
-            signal.raise_signal(signum)
-
-    def __exit__(self, *exc) -> None:
-        self._restore()
-        if exc[0] is None:
-            self.act()
 
 
 class RunLoss(nn.Module):

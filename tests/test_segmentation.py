@@ -56,7 +56,7 @@ def test_segnet_width_scales_the_channels_and_bad_settings_raise():
 def test_segnet_computes_the_same_function_in_channels_last_memory_format():
     # in float64, where rounding cannot hide a mistake: pooling indices, unpooling and the
     # head's average must not depend on how the tensors are laid out (the CPU trains in
-    # channels_last, f1lib.train.channels_last_convolutions)
+    # channels_last, f1lib.hardware.channels_last_convolutions)
     torch.manual_seed(0)
     nchw = SegNet(width=0.25).double()
     nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)

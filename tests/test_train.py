@@ -12,8 +12,7 @@ from torch import nn
 from f1lib import (F1Hyper, F1Regularizer, NonFiniteError, Schedule, TensorData, batch_order,
                    train)
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.train import (bf16_convolutions, channels_last_convolutions, checkpoint_elapsed,
-                         tf32_matmuls)
+from f1lib.train import checkpoint_elapsed
 
 
 class TwoHeads(nn.Module):
@@ -307,31 +306,3 @@ def test_tf32_is_for_cuda_only_and_the_precision_is_restored_after_training():
           progress=False, tf32=True)
     assert set(model.seen) == {before}  # on the CPU the flag changes nothing
     assert torch.get_float32_matmul_precision() == before
-
-
-def test_tf32_matmuls_holds_high_precision_inside_its_block_only_even_on_an_interrupt():
-    before = torch.get_float32_matmul_precision()
-    with pytest.raises(Interrupt), tf32_matmuls():
-        assert torch.get_float32_matmul_precision() == "high"
-        raise Interrupt
-    assert torch.get_float32_matmul_precision() == before
-    with tf32_matmuls(False):
-        assert torch.get_float32_matmul_precision() == before
-
-
-@pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True), ((9, 0), True)],
-                         ids=["T4", "A100", "H100"])
-def test_bf16_convolutions_only_on_gpus_whose_cudnn_has_them(monkeypatch, capability, expected):
-    asked = []
-
-    def get_device_capability(device=None):
-        asked.append(device)
-        return capability
-
-    monkeypatch.setattr(torch.cuda, "get_device_capability", get_device_capability)
-    assert bf16_convolutions("cuda:1") is expected
-    assert asked == [torch.device("cuda:1")]  # the device asked about, not the current one
-    assert bf16_convolutions("cpu") is False and bf16_convolutions(torch.device("cpu")) is False
-    # channels_last goes with bf16 on a GPU; on the CPU the float32 convolutions take it too
-    assert channels_last_convolutions("cuda:1") is expected
-    assert channels_last_convolutions("cpu") is True
