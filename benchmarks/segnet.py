@@ -41,10 +41,10 @@ backward); at the paper profile's size and width, also what the sky
 notebook's runs add up to.
 
 --profile ROWS replaces the timings with torch.profiler's view of one training
-of --outer x --inner steps in the sky notebook's mode (on CUDA bf16 + channels_last,
-eager and as a CUDA graph; on the CPU float32 + channels_last): the device's busy time per step and
-the ROWS ops with the most of it. At the paper profile's 128 x 192 it says where
-the book's longest chapter spends its time.
+of --outer x --inner steps in the sky notebook's mode (f1lib.hardware: on a recent GPU
+bf16 + channels_last, eager and as a CUDA graph; on the CPU float32 + channels_last): the
+device's busy time per step and the ROWS ops with the most of it. At the paper profile's
+128 x 192 it says where the book's longest chapter spends its time.
 
 --concurrent R asks whether R independent runs train faster side by side than
 one after another (on an H200, three did: 1.51x, and f1lib.sky_study has since
@@ -76,6 +76,7 @@ from torch.utils.data import Dataset
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, train
 from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
+from f1lib.hardware import bf16_convolutions, channels_last_convolutions
 from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
 from f1lib.train import (CapturedStep, RunLoss, batch_order, param_groups, side_by_side,
@@ -145,12 +146,16 @@ def segnet_time(data: TensorData, device: str, width: float, outer: int, inner: 
 
 
 def profile_steps(args: argparse.Namespace, data: TensorData) -> None:
-    """torch.profiler's view of the sky notebook's training step: on CUDA in bf16 +
-    channels_last, eager and as a CUDA graph; on the CPU in float32 + channels_last."""
+    """torch.profiler's view of the sky notebook's training step in the notebook's mode for
+    the device (an Ampere or newer GPU: bf16 + channels_last, eager and as a CUDA graph;
+    the CPU: float32 + channels_last; f1lib.hardware)."""
     cuda = args.device == "cuda"
-    mode = dict(bf16=cuda, channels_last=True)
+    # the notebook's own choices for this device (f1lib.sky_study asks the same functions)
+    mode = dict(bf16=bf16_convolutions(args.device),
+                channels_last=channels_last_convolutions(args.device))
     for graph in ([False, True] if cuda else [False]):
-        label = ("bf16 + CL" if cuda else "fp32 + CL") + (", CUDA graph" if graph else ", eager")
+        label = (("bf16" if mode["bf16"] else "fp32") + (" + CL" if mode["channels_last"] else "")
+                 + (", CUDA graph" if graph else ", eager"))
         # one outer loop first, unprofiled: lazy initialisation stays out of the profile
         segnet_time(data, args.device, args.width, 1, args.inner, graph=graph, **mode)
         print_profile(label, args.device, args.outer * args.inner, args.profile,
