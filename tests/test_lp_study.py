@@ -1,4 +1,4 @@
-"""f1lib.lp_study: the seeds of a problem and variant train stacked, and each run
+"""f1lib.lp_study: the problems and seeds of a variant train stacked, and each run
 ends where f1lib.train takes it alone (the lp_bound chapter's "in essence")."""
 
 import pandas as pd
@@ -7,7 +7,7 @@ import torch
 
 from f1lib import F1Hyper, F1Regularizer, FixedFeatures, Schedule, TensorData, train
 from f1lib.lp import f1_score, hinge_f1_bound
-from f1lib.lp_study import Job, Problem, run_job, run_lp_study
+from f1lib.lp_study import Job, Problem, lp_jobs, run_job, run_lp_study
 
 SCHEDULE = Schedule(outer=3, inner=40, batch_size=30)
 PROBLEM = Problem(1.5, 5.0)
@@ -31,22 +31,43 @@ def alone(problem: Problem, variant: str, seed: int) -> list[dict]:
 
 
 @pytest.mark.parametrize("variant", ["paper", "stable"])
-def test_a_stacked_job_gives_each_seed_the_run_it_would_have_alone(variant):
-    rows = pd.DataFrame(run_job(Job(PROBLEM, variant, (0, 1, 2), SCHEDULE)))
-    assert sorted(set(rows["seed"])) == [0, 1, 2]
+def test_a_stacked_job_gives_each_problem_and_seed_the_run_it_would_have_alone(variant):
+    problems = (PROBLEM, Problem(0.7, 0.0))
+    rows = pd.DataFrame(run_job(Job(problems, variant, (0, 1, 2), SCHEDULE)))
+    assert sorted(set(zip(rows["problem"], rows["seed"]))) == sorted(
+        (p.label, s) for p in problems for s in (0, 1, 2))
     assert (rows["status"] == "finished").all()
-    for seed in (0, 1, 2):
-        mine = rows[rows["seed"] == seed].sort_values("outer")
-        history = alone(PROBLEM, variant, seed)
-        assert list(mine["outer"]) == [row["outer"] for row in history] == [1, 2, 3]
-        for column in ("exact_f1_bound", "true_f1", "violation", "eps", "mu", "lagrangian"):
-            expected = torch.tensor([float(row[column]) for row in history])
-            got = torch.tensor(mine[column].to_numpy(), dtype=torch.float32)
-            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6,
-                                       msg=f"seed {seed}, {column}")
-    # the seeds' runs differ (a stack that trained one run thrice would not)
+    for problem in problems:
+        for seed in (0, 1, 2):
+            mine = rows[(rows["problem"] == problem.label) & (rows["seed"] == seed)]
+            mine = mine.sort_values("outer")
+            history = alone(problem, variant, seed)
+            assert list(mine["outer"]) == [row["outer"] for row in history] == [1, 2, 3]
+            for column in ("exact_f1_bound", "true_f1", "violation", "eps", "mu",
+                           "lagrangian"):
+                expected = torch.tensor([float(row[column]) for row in history])
+                got = torch.tensor(mine[column].to_numpy(), dtype=torch.float32)
+                torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6,
+                                           msg=f"{problem.label}, seed {seed}, {column}")
+    # the six runs differ (a stack that trained one run six times would not)
     last = rows[rows["outer"] == 3]
-    assert last["lagrangian"].nunique() == 3
+    assert last["lagrangian"].nunique() == 6
+
+
+def test_a_job_refuses_problems_whose_positives_differ():
+    other = Problem(1.5, 5.0, n_examples=120, positive_fraction=0.5)
+    with pytest.raises(ValueError, match="positives differ"):
+        run_job(Job((PROBLEM, other), "stable", (0,), SCHEDULE))
+
+
+def test_jobs_stack_every_problem_of_one_size_and_variant():
+    small = Problem(6.0, 0.0, n_examples=60)
+    jobs = lp_jobs([PROBLEM, small, Problem(0.7, 0.0)], ["paper", "stable"], 2, SCHEDULE)
+    assert [(job.variant, [p.label for p in job.problems], job.seeds) for job in jobs] == [
+        ("paper", [PROBLEM.label, "separation 0.7, offset 0"], (0, 1)),
+        ("paper", [small.label], (0, 1)),
+        ("stable", [PROBLEM.label, "separation 0.7, offset 0"], (0, 1)),
+        ("stable", [small.label], (0, 1))]
 
 
 def test_the_process_pool_gives_the_study_that_one_process_gives():
@@ -61,5 +82,17 @@ def test_the_process_pool_gives_the_study_that_one_process_gives():
         here.drop(columns="wall_s").sort_values(key).reset_index(drop=True),
         pooled.drop(columns="wall_s").sort_values(key).reset_index(drop=True))
     pd.testing.assert_frame_equal(reference, pooled_reference)
-    # a run's wall time is its share of its job's: the seeds of a job report the same
-    assert (here.groupby(["problem", "variant"])["wall_s"].nunique() == 1).all()
+    # a run's wall time is its share of its job's: the runs of a job report the same
+    assert (here.groupby("variant")["wall_s"].nunique() == 1).all()
+
+
+def test_fixed_features_with_a_table_look_up_the_indices_they_are_given():
+    x, _ = PROBLEM.data()
+    idx = torch.tensor([5, 0, 119, 5])
+    task, features = FixedFeatures(x)(idx)
+    assert task is None and torch.equal(features, x[idx])
+    assert FixedFeatures()(x)[1] is x  # without one, the inputs are the features
+    with pytest.raises(TypeError, match="takes dataset indices"):
+        FixedFeatures(x)(x[:3])
+    with pytest.raises(ValueError, match=r"\(N, d\) floating-point"):
+        FixedFeatures(torch.arange(6))
