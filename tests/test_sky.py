@@ -9,7 +9,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from scipy import stats
 
-from f1lib.data.sky import COCO_BETA, CocoStuffSky, ProceduralSky
+from f1lib.data.sky import COCO_BETA, CocoStuffSky, ProceduralSky, images_per_chunk, load_batches
 
 H, W = 20, 30
 
@@ -123,6 +123,18 @@ def test_the_mask_is_exactly_the_pixels_painted_as_sky():
 def test_fractions_without_painting_match_the_batches():
     sky = ProceduralSky(30, size=(48, 64), seed=3)
     assert torch.equal(sky.fractions(chunk=7), sky.batch(range(30)).fractions)
+
+
+def test_scenes_are_painted_in_chunks_that_change_nothing_but_the_speed():
+    # 8 MiB over 3 x 128 x 192 float32 = 294,912 bytes an image
+    assert images_per_chunk((128, 192)) == 28
+    assert images_per_chunk((32, 48)) == 64  # 455 would fit: the cap holds
+    assert images_per_chunk((4096, 4096)) == 1
+    sky = ProceduralSky(60, size=(128, 192), seed=2)
+    chunked = load_batches(sky)  # three chunks: 28, 28 and 4
+    whole = sky.batch(range(60))
+    for field in ("images", "masks", "fractions", "big", "index"):
+        assert torch.equal(getattr(chunked, field), getattr(whole, field)), field
 
 
 def test_sky_fractions_follow_cocos_beta():

@@ -39,6 +39,9 @@ SKY_CATEGORY_IDS = (106, 157)  # COCO-Stuff's "sky" supercategory: clouds, sky-o
 BIG_THRESHOLD = 0.6
 COCO_SIZE = (426, 640)  # (height, width) the successor resized to, ignoring aspect
 COCO_BETA = (1.40, 2.47)  # moment fit of COCO-Stuff train sky fractions (both categories)
+# Scenes are painted at most this many bytes of float32 RGB images at a time: ProceduralSky's
+# whole-image operations then work in the CPU's cache (images_per_chunk).
+CHUNK_BYTES = 8 << 20
 SELECTIONS = ("all", "any", "both")
 # COCO-Stuff 2017 train, the successor's selection (images with both sky categories):
 # statistics of the sky fraction as REFERENCE.md records them
@@ -503,12 +506,24 @@ class ProceduralSky:
         return torch.cat(out) if out else torch.zeros(0)
 
 
-def load_batches(dataset, indices=None, chunk: int = 256) -> SkyBatch:
+def images_per_chunk(size: tuple[int, int]) -> int:
+    """How many images of `size` to paint at a time: as many as fill `CHUNK_BYTES` with
+    float32 RGB maps, and at most 64, as each also samples 256 x 256 textures, whatever
+    its size. On a 2-core VM, 28 images a chunk at 128 x 192 painted 1.65-1.87x as many
+    per second as 256, and 64 at 64 x 96 1.25-1.40x (benchmarks/RESULTS.md)."""
+    height, width = size
+    return max(1, min(64, CHUNK_BYTES // (3 * height * width * 4)))
+
+
+def load_batches(dataset, indices=None, chunk: int | None = None) -> SkyBatch:
     """Images `indices` (default: all) of either source as one SkyBatch, made
-    `chunk` images at a time (a progress bar on a terminal)."""
+    `chunk` images at a time (default: `images_per_chunk(dataset.size)`), with a
+    progress bar on a terminal. Each image depends on its index alone, so the
+    chunks change nothing but the speed."""
     from tqdm import tqdm
 
     index = _check_indices(range(len(dataset)) if indices is None else indices, len(dataset))
+    chunk = chunk or images_per_chunk(dataset.size)
     parts = [dataset.batch(part) for part in tqdm(index.split(chunk), desc="sky images",
                                                    disable=None)]
     if not parts:
