@@ -34,8 +34,8 @@ from torch.utils.data import Dataset
 
 from f1lib import Schedule
 from f1lib.lp_study import Job, Problem, run_job, seeded_regularizer
-from f1lib.profiles import PROFILES
 from f1lib.models import FixedFeatures
+from f1lib.profiles import PROFILES
 from naive import naive_loop
 from timing import steady_rate, timed
 
