@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from f1lib import Schedule
-from f1lib.lp_study import Job, Problem, run_job, seeded_regularizer
+from f1lib.lp_study import Job, Problem, chapter_problems, run_job, seeded_regularizer
 from f1lib.models import FixedFeatures
 from f1lib.profiles import PROFILES
 from naive import naive_loop
@@ -91,9 +91,7 @@ def main() -> None:
                         help="the naive loop's timed steps")
     parser.add_argument("--repeats", type=int, default=3, help="timings per row (median)")
     args = parser.parse_args()
-    chapter = PROFILES["lp_bound"]["defaults"]
-    problems = [Problem(separation, offset, chapter["n_examples"], chapter["positive_fraction"])
-                for separation, offset in chapter["problems"]]
+    problems = chapter_problems(PROFILES["lp_bound"]["defaults"])
     if any(r < 1 or (r > len(problems) and r % len(problems)) for r in args.runs):
         parser.error(f"--runs: from 1 to {len(problems)}, or a multiple of {len(problems)}")
     if args.naive_steps < 1:

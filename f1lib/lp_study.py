@@ -47,6 +47,14 @@ class Problem:
                                 self.positive_fraction, seed=self.data_seed)
 
 
+def chapter_problems(config: dict) -> list[Problem]:
+    """The lp_bound chapter's problems from its configuration (`f1lib.profiles`): each
+    (separation, offset) of `problems`, of `n_examples` points, `positive_fraction` of them
+    positive."""
+    return [Problem(separation, offset, config["n_examples"], config["positive_fraction"])
+            for separation, offset in config["problems"]]
+
+
 @dataclass(frozen=True)
 class Job:
     """The runs of one variant on problems of one size, one per problem and seed,
@@ -90,7 +98,8 @@ def run_job(job: Job) -> list[dict]:
         if not torch.equal(pos, positive):
             raise ValueError(f"problem {problem.label}: its positives differ from "
                              f"{job.problems[0].label}'s; stacked runs share theirs")
-    runs = [(problem, x.float(), seed) for problem, (x, _) in zip(job.problems, data, strict=True)
+    runs = [(problem, points, seed)
+            for problem, points in zip(job.problems, (x.float() for x, _ in data), strict=True)
             for seed in job.seeds]
     regs = [seeded_regularizer(positive, job.variant, seed, x.shape[1]) for _, x, seed in runs]
 
