@@ -14,17 +14,18 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Callable
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .config import F1Hyper, Schedule
 from .data.gaussians import gaussian_problem
 from .lp import f1_score, hinge_f1_bound, solve_lp
 from .models import FixedFeatures
+from .progress import progress_bar
 # lp_bound.ipynb imports VARIANT_HAS_BIAS from this module
 from .regularizer import VARIANT_HAS_BIAS, F1Regularizer  # noqa: F401
 from .study import tagged_rows
@@ -86,12 +87,13 @@ def seeded_regularizer(positive: torch.Tensor, variant: str, seed: int,
     return F1Regularizer(positive, features=features, variant=variant, hyper=F1Hyper(beta=1.0))
 
 
-def run_job(job: Job) -> list[dict]:
+def run_job(job: Job, progress: Callable[[int], None] | None = None) -> list[dict]:
     """The job's runs of Algorithm 1 (`seeded_regularizer`), stacked: the run of problem p
     and seed r is what `f1lib.train` gives alone, to rounding. Each run holds its problem's
     points (`FixedFeatures(x)`) and reads them by the dataset index that the shared data
     holds, so the problems must share their size and their positives. Each run's wall time
-    is its share of the job's."""
+    is its share of the job's. `progress` is given the steps done as they are done
+    (`f1lib.train_runs`)."""
     data = [problem.data() for problem in job.problems]
     positive = data[0][1]
     for problem, (_, pos) in zip(job.problems, data, strict=True):
@@ -119,7 +121,7 @@ def run_job(job: Job) -> list[dict]:
                          seeds=[seed for _, _, seed in runs], schedule=job.schedule,
                          evaluate=[exact(reg, x) for reg, (_, x, _) in zip(regs, runs,
                                                                           strict=True)],
-                         progress=False)
+                         progress=progress or False)
     wall = (time.perf_counter() - start) / len(runs)
     return [row for (problem, _, seed), result in zip(runs, results, strict=True)
             for row in tagged_rows({"problem": problem.label, "variant": job.variant,
@@ -143,27 +145,67 @@ def run_lp_study(problems: list[Problem], variants: list[str], seeds: int, sched
     """(history, reference): one history row per run and outer loop; the exact LPs.
 
     workers: processes (0: one per CPU core; 1: run here, in this process),
-        each training one job (`lp_jobs`) at a time.
+        each training one job (`lp_jobs`) at a time. Their steps move one progress
+        bar here (`f1lib.progress`), in steps of one run.
     """
     jobs = lp_jobs(problems, variants, seeds, schedule)
     workers = workers or os.cpu_count() or 1
-    bar = tqdm(total=sum(len(job.problems) for job in jobs) * seeds, desc="runs",
-               disable=None)
-    rows: list[dict] = []
+    runs = [len(job.problems) * len(job.seeds) for job in jobs]
+    steps = schedule.outer * schedule.inner
+    bar = progress_bar(total=sum(runs) * steps, desc=f"train {sum(runs)} runs",
+                       unit=" run-step", unit_scale=True)
     if workers == 1:
-        for job in jobs:
-            rows += run_job(job)
-            bar.update(len(job.problems) * seeds)
+        results = [run_job(job, lambda n, r=r: bar.update(n * r))
+                   for job, r in zip(jobs, runs, strict=True)]
     else:
         # spawn, not fork: forking a process that already runs torch threads can hang
         context = multiprocessing.get_context("spawn")
-        # one thread each: the workers already fill the cores
+        reports = context.Queue()  # (job, steps): each worker's progress
+        done = [0] * len(jobs)
+
+        def show(j: int, n: int) -> None:
+            n = min(n, steps - done[j])  # a report can arrive after its job's end
+            done[j] += n
+            bar.update(n * runs[j])
+
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
-                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for job, result in zip(jobs, pool.map(run_job, jobs), strict=True):
-                rows += result
-                bar.update(len(job.problems) * seeds)
+                                 initializer=_start_worker,
+                                 initargs=(reports, REPORT_INTERVAL_S)) as pool:
+            futures = {pool.submit(_pool_job, j, job): j for j, job in enumerate(jobs)}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while not reports.empty():
+                    show(*reports.get())
+                for future in finished:
+                    future.result()  # a worker's error, raised here
+                    show(futures[future], steps)  # the steps it had not reported yet
+            results = [future.result() for future in futures]
     bar.close()
-    history = pd.DataFrame(rows)
+    history = pd.DataFrame([row for rows in results for row in rows])
     reference = pd.DataFrame([lp_reference(p) for p in problems])
     return history, reference
+
+
+# a pool worker's channel back to run_lp_study's progress bar, and how often it reports
+_WORKER: dict = {}
+REPORT_INTERVAL_S = 0.5  # a worker sends its steps at most this often
+
+
+def _start_worker(reports, interval: float) -> None:
+    _WORKER.update(reports=reports, interval=interval)
+    torch.set_num_threads(1)  # the workers already fill the cores
+
+
+def _pool_job(index: int, job: Job) -> list[dict]:
+    """`run_job` in a pool worker, its steps sent to the parent's bar in bunches."""
+    pending, sent_at = 0, time.monotonic()
+
+    def report(steps: int) -> None:
+        nonlocal pending, sent_at
+        pending += steps
+        if time.monotonic() - sent_at >= _WORKER["interval"]:
+            _WORKER["reports"].put((index, pending))
+            pending, sent_at = 0, time.monotonic()
+
+    return run_job(job, report)

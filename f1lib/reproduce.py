@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from .profiles import PROFILE_NAMES, resolve_profile
+from .progress import ENV as PROGRESS_ENV
 from .provenance import figures_dir, notebook_outputs, repo_root
 
 
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         notebooks = [nb for nb in notebooks if nb.stem in args.only]
     logs = root / ".cache" / "reproduce"
     logs.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    # no progress bars in the kernels: papermill would store every redraw in the book's pages
+    env = {**os.environ, PROGRESS_ENV: "0"}
     if args.profile != "auto":
         env["F1LIB_PROFILE"] = args.profile
 

@@ -37,10 +37,10 @@ from typing import Callable, Hashable
 import pandas as pd
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .config import F1Hyper, Schedule
 from .files import replace_atomically
+from .progress import progress_bar
 from .regularizer import F1Regularizer
 from .stats import format_ci, mean_ci
 from .train import NonFiniteError, TensorData, checkpoint_elapsed, train_runs
@@ -261,7 +261,7 @@ def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[lis
     size = max_together or len(runs)
     left = [[run for run in group if not done[run].exists()] for group in groups.values()]
     batches = [group[i:i + size] for group in left for i in range(0, len(group), size)]
-    for pending in tqdm(batches, desc="runs" if size == 1 else "run batches", disable=None):
+    for pending in progress_bar(batches, desc="runs" if size == 1 else "run batches"):
         ckpt = work_dir / f"{key([asdict(run) for run in pending])}.ckpt"
         for run, rows in zip(pending, train_batch(pending, ckpt), strict=True):
             replace_atomically(done[run], lambda tmp: tmp.write_text(json.dumps(rows)))

@@ -39,11 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm import tqdm
 
 from .config import Schedule
 from .files import replace_atomically
 from .hardware import tf32_matmuls
+from .progress import progress_bar
 from .regularizer import F1Regularizer
 from .signals import HeldSignals
 
@@ -373,7 +373,7 @@ def train_runs(
     evaluate: Callable[[nn.Module], dict] | Sequence[Callable[[nn.Module], dict]] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_interval: float = 0.0,
-    progress: bool | None = None,
+    progress: bool | Callable[[int], None] | None = None,
     bf16: bool = False,
     graph: bool = False,
     tf32: bool = False,
@@ -506,10 +506,11 @@ def train_runs(
         replace_atomically(ckpt, lambda tmp: torch.save(state, tmp))
 
     order = outer_order(start) if start < schedule.outer else None
-    with tqdm(total=schedule.outer * schedule.inner,
-              initial=start * schedule.inner + start_inner,
-              disable=None if progress is None else not progress,
-              desc="train" if count == 1 else f"train {count} runs", unit="step") as bar, \
+    on_steps = progress if callable(progress) else None
+    with progress_bar(total=schedule.outer * schedule.inner,
+                      initial=start * schedule.inner + start_inner,
+                      show=False if on_steps is not None else progress,
+                      desc="train" if count == 1 else f"train {count} runs", unit="step") as bar, \
             tf32_matmuls(tf32 and device.type == "cuda"), \
             HeldSignals(active=ckpt is not None) as stop:
         for outer in range(start, schedule.outer):
@@ -528,6 +529,8 @@ def train_runs(
                 stopping = stop.signum is not None and k + 1 < schedule.inner
                 if stopping or (k + 1) % every == 0 or k + 1 == schedule.inner:
                     bar.update(k + 1 - reported)
+                    if on_steps is not None:
+                        on_steps(k + 1 - reported)
                     reported = k + 1
                 if stopping:  # mid-loop; at the loop's end the outer loop's save serves
                     save(outer, k + 1)  # the steps queued so far are in it
@@ -597,7 +600,7 @@ def train(
     evaluate: Callable[[nn.Module], dict] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_interval: float = 0.0,
-    progress: bool | None = None,
+    progress: bool | Callable[[int], None] | None = None,
     bf16: bool = False,
     graph: bool = False,
     tf32: bool = False,
@@ -628,7 +631,11 @@ def train(
             stacked MLP runs: 205 MB), which on a GPU can match an outer
             loop's 600 steps; a kill (SIGKILL, a lost machine) then loses up
             to this long and one outer loop of training.
-        progress: tqdm bar; None shows it on a terminal only.
+        progress: draw a progress bar; None: on a terminal or in a notebook, unless
+            $F1LIB_PROGRESS says otherwise (`f1lib.progress`). A callable instead
+            gets, in place of a bar, the number of steps done since its last call
+            (every twentieth of an outer loop; a resumed run's earlier steps are
+            not counted).
         bf16: run the model under bfloat16 autocast (for convolutions on CUDA).
         graph: capture the inner step as a CUDA graph and replay it (CUDA only).
         tf32: on CUDA, float32 matrix products run on TF32 tensor cores while

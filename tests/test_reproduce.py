@@ -42,20 +42,23 @@ def test_each_notebook_runs_in_place_with_the_profile_and_its_own_parameters(tmp
                                                                               monkeypatch):
     book = make_book(tmp_path)
     (tmp_path / "README.md").write_text(f"# x\n{START}\nold\n{END}\n")
-    record = ("import json, os\n"
-              "json.dump({'profile': os.environ.get('F1LIB_PROFILE'), **{k: v for k, v in "
-              "globals().items() if k in ('graph', 'n')}}, open(NAME, 'w'))")
+    record = ("import json, os\nfrom f1lib.progress import show_progress\n"
+              "json.dump({'profile': os.environ.get('F1LIB_PROFILE'), 'bars': show_progress(), "
+              "**{k: v for k, v in globals().items() if k in ('graph', 'n')}}, open(NAME, 'w'))")
     nbformat.write(notebook("graph = True\nn = 1", record.replace("NAME", "'a.json'")),
                    book / "a.ipynb")
     nbformat.write(notebook("n = 1", record.replace("NAME", "'b.json'")), book / "b.ipynb")
     monkeypatch.delenv("F1LIB_PROFILE", raising=False)
+    monkeypatch.setenv("F1LIB_PROGRESS", "1")
     assert main(["--profile", "smoke", "--book", str(book), "--set", "graph=False",
                  "--jobs", "2"]) == 0
-    # run in the book folder, with the profile in the environment
-    assert json.loads((book / "a.json").read_text()) == {"profile": "smoke", "graph": False,
-                                                          "n": 1}
+    # run in the book folder, with the profile in the environment, and without progress
+    # bars, whose every redraw papermill would store in the notebook
+    assert json.loads((book / "a.json").read_text()) == {"profile": "smoke", "bars": False,
+                                                          "graph": False, "n": 1}
     # a parameter the notebook does not declare is not injected
-    assert json.loads((book / "b.json").read_text()) == {"profile": "smoke", "n": 1}
+    assert json.loads((book / "b.json").read_text()) == {"profile": "smoke", "bars": False,
+                                                          "n": 1}
     # in place: the stored notebook now holds its executed cells
     executed = nbformat.read(book / "a.ipynb", as_version=4)
     assert all(c.get("execution_count") for c in executed.cells if c.cell_type == "code")

@@ -518,14 +518,13 @@ def images_per_chunk(size: tuple[int, int]) -> int:
 def load_batches(dataset, indices=None, chunk: int | None = None) -> SkyBatch:
     """Images `indices` (default: all) of either source as one SkyBatch, made
     `chunk` images at a time (default: `images_per_chunk(dataset.size)`), with a
-    progress bar on a terminal. Each image depends on its index alone, so the
+    progress bar (`f1lib.progress`). Each image depends on its index alone, so the
     chunks change nothing but the speed."""
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     index = _check_indices(range(len(dataset)) if indices is None else indices, len(dataset))
     chunk = chunk or images_per_chunk(dataset.size)
-    parts = [dataset.batch(part) for part in tqdm(index.split(chunk), desc="sky images",
-                                                   disable=None)]
+    parts = [dataset.batch(part) for part in progress_bar(index.split(chunk), desc="sky images")]
     if not parts:
         raise ValueError("no images selected")
     return SkyBatch(*(torch.cat([getattr(p, f) for p in parts])
