@@ -31,6 +31,10 @@ from .regularizer import VARIANT_HAS_BIAS, F1Regularizer  # noqa: F401
 from .study import tagged_rows
 from .train import TensorData, train_runs
 
+# how often, at most, a pool worker sends its steps to run_lp_study's progress bar
+REPORT_INTERVAL_S = 0.5
+_WORKER: dict = {}  # a pool worker's channel back to that bar, and its interval
+
 @dataclass(frozen=True)
 class Problem:
     separation: float
@@ -64,6 +68,10 @@ class Job:
     variant: str
     seeds: tuple[int, ...]
     schedule: Schedule
+
+    @property
+    def runs(self) -> int:
+        return len(self.problems) * len(self.seeds)
 
 
 def lp_reference(problem: Problem) -> dict:
@@ -146,50 +154,47 @@ def run_lp_study(problems: list[Problem], variants: list[str], seeds: int, sched
 
     workers: processes (0: one per CPU core; 1: run here, in this process),
         each training one job (`lp_jobs`) at a time. Their steps move one progress
-        bar here (`f1lib.progress`), in steps of one run.
+        bar here (`f1lib.progress`), counted in run-steps.
     """
     jobs = lp_jobs(problems, variants, seeds, schedule)
     workers = workers or os.cpu_count() or 1
-    runs = [len(job.problems) * len(job.seeds) for job in jobs]
-    steps = schedule.outer * schedule.inner
-    bar = progress_bar(total=sum(runs) * steps, desc=f"train {sum(runs)} runs",
-                       unit=" run-step", unit_scale=True)
-    if workers == 1:
-        results = [run_job(job, lambda n, r=r: bar.update(n * r))
-                   for job, r in zip(jobs, runs, strict=True)]
-    else:
-        # spawn, not fork: forking a process that already runs torch threads can hang
-        context = multiprocessing.get_context("spawn")
-        reports = context.Queue()  # (job, steps): each worker's progress
-        done = [0] * len(jobs)
-
-        def show(j: int, n: int) -> None:
-            n = min(n, steps - done[j])  # a report can arrive after its job's end
-            done[j] += n
-            bar.update(n * runs[j])
-
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
-                                 initializer=_start_worker,
-                                 initargs=(reports, REPORT_INTERVAL_S)) as pool:
-            futures = {pool.submit(_pool_job, j, job): j for j, job in enumerate(jobs)}
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                while not reports.empty():
-                    show(*reports.get())
-                for future in finished:
-                    future.result()  # a worker's error, raised here
-                    show(futures[future], steps)  # the steps it had not reported yet
-            results = [future.result() for future in futures]
-    bar.close()
+    runs = sum(job.runs for job in jobs)
+    with progress_bar(total=runs * schedule.outer * schedule.inner, desc=f"train {runs} runs",
+                      unit=" run-step", unit_scale=True) as bar:
+        results = _train_jobs(jobs, workers, bar) if workers > 1 else \
+            [run_job(job, lambda n, r=job.runs: bar.update(n * r)) for job in jobs]
     history = pd.DataFrame([row for rows in results for row in rows])
     reference = pd.DataFrame([lp_reference(p) for p in problems])
     return history, reference
 
 
-# a pool worker's channel back to run_lp_study's progress bar, and how often it reports
-_WORKER: dict = {}
-REPORT_INTERVAL_S = 0.5  # a worker sends its steps at most this often
+def _train_jobs(jobs: list[Job], workers: int, bar) -> list[list[dict]]:
+    """`run_job` of each job in a pool of `workers` processes, their steps shown on `bar`
+    in run-steps."""
+    # spawn, not fork: forking a process that already runs torch threads can hang
+    context = multiprocessing.get_context("spawn")
+    reports = context.Queue()  # (job, steps): each worker's progress
+    done = [0] * len(jobs)
+
+    def show(j: int, n: int) -> None:
+        # a report can arrive after its job's end
+        n = min(n, jobs[j].schedule.outer * jobs[j].schedule.inner - done[j])
+        done[j] += n
+        bar.update(n * jobs[j].runs)
+
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context,
+                             initializer=_start_worker,
+                             initargs=(reports, REPORT_INTERVAL_S)) as pool:
+        futures = {pool.submit(_pool_job, j, job): j for j, job in enumerate(jobs)}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while not reports.empty():
+                show(*reports.get())
+            for future in finished:
+                future.result()  # a worker's error, raised here
+                show(futures[future], float("inf"))  # the steps it had not reported yet
+        return [future.result() for future in futures]
 
 
 def _start_worker(reports, interval: float) -> None:

@@ -113,13 +113,16 @@ class RecordedBar:
     """A stand-in for run_lp_study's bar that keeps its updates."""
 
     def __init__(self, total, **options):
-        self.total, self.updates = total, []
+        self.total, self.updates, self.closed = total, [], False
 
     def update(self, n):
         self.updates.append(n)
 
-    def close(self):
-        pass
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *error):
+        self.closed = True
 
 
 @pytest.mark.parametrize("workers, interval", [(1, None), (2, 0.0), (2, 60.0)],
@@ -135,6 +138,7 @@ def test_an_lp_study_moves_its_bar_while_it_trains_to_exactly_its_run_steps(
     schedule = Schedule(outer=2, inner=100, batch_size=30)
     history, _ = run_lp_study(problems, ["paper", "stable"], 2, schedule, workers=workers)
     bar, = bars
+    assert bar.closed
     runs = len(problems) * 2 * 2
     assert bar.total == runs * 200 == sum(bar.updates)
     assert len(history) == runs * 2
