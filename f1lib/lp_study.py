@@ -73,6 +73,11 @@ class Job:
     def runs(self) -> int:
         return len(self.problems) * len(self.seeds)
 
+    @property
+    def steps(self) -> int:
+        """Each run's steps."""
+        return self.schedule.outer * self.schedule.inner
+
 
 def lp_reference(problem: Problem) -> dict:
     """The exact LP, with and without bias, and the true F1 of its scorers."""
@@ -159,7 +164,7 @@ def run_lp_study(problems: list[Problem], variants: list[str], seeds: int, sched
     jobs = lp_jobs(problems, variants, seeds, schedule)
     workers = workers or os.cpu_count() or 1
     runs = sum(job.runs for job in jobs)
-    with progress_bar(total=runs * schedule.outer * schedule.inner, desc=f"train {runs} runs",
+    with progress_bar(total=sum(job.runs * job.steps for job in jobs), desc=f"train {runs} runs",
                       unit=" run-step", unit_scale=True) as bar:
         results = _train_jobs(jobs, workers, bar) if workers > 1 else \
             [run_job(job, lambda n, r=job.runs: bar.update(n * r)) for job in jobs]
@@ -178,7 +183,7 @@ def _train_jobs(jobs: list[Job], workers: int, bar) -> list[list[dict]]:
 
     def show(j: int, n: int) -> None:
         # a report can arrive after its job's end
-        n = min(n, jobs[j].schedule.outer * jobs[j].schedule.inner - done[j])
+        n = min(n, jobs[j].steps - done[j])
         done[j] += n
         bar.update(n * jobs[j].runs)
 
