@@ -1,4 +1,4 @@
-"""Time Algorithm 1's inner step (f1lib.train.make_step): eager, and replayed as a CUDA graph.
+"""Time Algorithm 1's inner step (f1lib.steps.make_step): eager, and replayed as a CUDA graph.
 
 The S-MNIST-sized step: an MLP 4096 -> 500 -> 10 with an F1 head, batch 100,
 N = 120,000 examples held on the device, with no regularizer, and with the
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from f1lib import F1Hyper, F1Regularizer, SharedHeadMLP, TensorData, batch_order
-from f1lib.train import make_step
+from f1lib.steps import make_step
 from timing import clock
 
 

@@ -79,8 +79,8 @@ from f1lib.data.sky import ProceduralSky, SkyBatch, load_batches
 from f1lib.hardware import bf16_convolutions, channels_last_convolutions
 from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
-from f1lib.train import (CapturedStep, RunLoss, batch_order, param_groups, side_by_side,
-                         single_run_step)
+from f1lib.steps import CapturedStep, RunLoss, param_groups, side_by_side, single_run_step
+from f1lib.train import batch_order
 from naive import naive_loop
 from timing import print_profile, steady_rate, timed
 
@@ -175,7 +175,7 @@ def interleaved_runs(data: TensorData, device: str, width: float, outer: int, in
     """(train, runs): train() trains `runs` independent runs (seeds 0, 1, ...) for outer
     x inner steps each, their steps interleaved (step k of every run, then step k + 1),
     laid out on CUDA as LAYOUTS says; on the CPU all run eagerly, one after another.
-    runs[r] (f1lib.train.RunLoss: the model and its regularizer) ends as
+    runs[r] (f1lib.steps.RunLoss: the model and its regularizer) ends as
     f1lib.train_runs would train it alone with seed r."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}: one of {LAYOUTS}")

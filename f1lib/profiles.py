@@ -99,7 +99,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
             "samples": 4,  # test images whose predicted masks are shown for every method
             "seed": 0,  # of the procedural scenes
             "cuda_graph": True,  # on CUDA, replay the inner step as a CUDA graph
-            # runs trained at once, each exactly as alone (f1lib.train.side_by_side): a speed
+            # runs trained at once, each exactly as alone (f1lib.steps.side_by_side): a speed
             # and memory knob; 0: f1lib.sky_study.SIDE_BY_SIDE on CUDA, 1 on the CPU
             "side_by_side": 0,
         },

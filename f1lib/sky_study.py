@@ -32,7 +32,7 @@ from .train import TensorData
 SUMMARY_COLUMNS = ("miou", "iou_sky", "thresholded_iou", "miou_big", "miou_small", "head_f1",
                    "violation")
 
-# SegNet runs trained side by side on CUDA (f1lib.train.side_by_side): on an H200 at 128x192,
+# SegNet runs trained side by side on CUDA (f1lib.steps.side_by_side): on an H200 at 128x192,
 # three as one CUDA graph's parallel branches trained 1.51x as many steps per second as one
 # (benchmarks/RESULTS.md); more were not measured. On the CPU they train one at a time: there
 # the step is compute-bound and nothing overlaps.

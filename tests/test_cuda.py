@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, batch_order
-from f1lib.train import RunLoss, make_batched_step, make_step, train, train_runs
+from f1lib.steps import RunLoss, make_batched_step, make_step
+from f1lib.train import train, train_runs
 
 from test_train import Interrupt, StateProbe, TwoHeads, probe_data, toy_data
 from test_train_runs import SIDE_BY_SIDE, assert_histories_close, fresh_run

@@ -1,6 +1,6 @@
 """The inner step's ATen ops, recorded on the CPU for CI, which has no GPU.
 
-No host round trip: a step captured as a CUDA graph (f1lib.train.CapturedStep)
+No host round trip: a step captured as a CUDA graph (f1lib.steps.CapturedStep)
 may not read a value back to the host (.item(), bool(), the nonzero behind a
 boolean mask) nor copy host data in (a Python scalar written through advanced
 indexing, a torch.tensor built inside the step). tests/test_cuda.py checks this
@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, TensorData, batch_order
 from f1lib.models import SegNet
-from f1lib.train import RunLoss, make_batched_step, make_step
+from f1lib.steps import RunLoss, make_batched_step, make_step
 
 from test_train import fresh
 from test_train_runs import fresh_run

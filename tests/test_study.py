@@ -120,7 +120,7 @@ def test_the_fingerprint_skips_the_modules_that_only_present_results(tmp_path):
     copy = shutil.copytree(PACKAGE, tmp_path / "f1lib",
                            ignore=shutil.ignore_patterns("__pycache__"))
     names = {p.relative_to(copy).as_posix() for p in study_sources(copy)}
-    assert {"__init__.py", "regularizer.py", "train.py", "models.py", "study.py",
+    assert {"__init__.py", "regularizer.py", "train.py", "steps.py", "models.py", "study.py",
             "data/__init__.py", "data/mnist.py", "data/sky.py"} <= names
     assert not names & {"plots.py", "ledger.py", "provenance.py", "reproduce.py", "profiles.py"}
     before = library_fingerprint.__wrapped__(copy)

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from f1lib import F1Hyper, F1Regularizer, NonFiniteError, Schedule, SharedHeadMLP, train
-from f1lib.train import RunLoss, make_batched_step, side_by_side, train_runs
+from f1lib.steps import RunLoss, make_batched_step, side_by_side
+from f1lib.train import train_runs
 
 from test_train import Interrupt, TwoHeads, signal_at, toy_data
 
