@@ -7,8 +7,9 @@
 Each notebook runs under papermill with the profile passed as $F1LIB_PROFILE,
 so no injected cell overrides nbval's smoke profile later. `--set` passes a
 parameter to the notebooks whose parameters cell declares it (its value is a
-Python literal). `--only` names the notebooks to run (their file stems); the
-others keep their stored outputs. `--jobs N` runs N notebooks at once: on a
+Python literal); a name that no notebook of the book declares is refused.
+`--only` names the notebooks to run (their file stems); the others keep their
+stored outputs. `--jobs N` runs N notebooks at once: on a
 GPU machine the CPU-bound ones (lp_bound, sky_histogram) then run beside the
 GPU-bound ones. SIGTERM stops the notebooks still running, as Ctrl-C does: each
 kernel is interrupted, as Jupyter's interrupt button does, so that a study in
@@ -155,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="the book folder (default: the repository's book/); the README "
                              "and figures/ beside it get the claims table")
     parser.add_argument("--set", dest="settings", type=parse_setting, action="append",
-                        default=[], metavar="NAME=VALUE")
+                        default=[], metavar="NAME=VALUE",
+                        help="a parameter (a Python literal) for the notebooks that declare "
+                             "it, over the profile's value; repeatable")
     parser.add_argument("--jobs", type=int, default=1,
                         help="notebooks run at once (a GPU machine: the CPU-bound notebooks "
                              "run beside the GPU-bound ones)")
@@ -185,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = sorted(book.glob("*.ipynb"))
     if not notebooks:
         parser.error(f"no notebooks in {book}")
+    declared = {nb: set(papermill.inspect_notebook(str(nb))) for nb in notebooks}
+    # a name that no notebook declares is a typo: it would otherwise be dropped in silence,
+    # and the run would train, for as long as it takes, with the profile's value
+    known = set().union(*declared.values())
+    unknown = sorted({name for name, _ in args.settings} - known)
+    if unknown:
+        parser.error(f"--set: no notebook in {book} has a parameter {', '.join(unknown)}; "
+                     f"their parameters: {', '.join(sorted(known))}")
     if args.only is not None:
         unknown = sorted(set(args.only) - {nb.stem for nb in notebooks})
         if unknown:
@@ -199,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         env["F1LIB_PROFILE"] = args.profile
 
     def launch(notebook: Path) -> tuple[subprocess.Popen, float, Staged]:
-        declared = papermill.inspect_notebook(str(notebook))
-        parameters = {k: v for k, v in args.settings if k in declared}
+        parameters = {k: v for k, v in args.settings if k in declared[notebook]}
         print(f"== {notebook.name} starts (profile {args.profile}"
               + "".join(f", {k}={v!r}" for k, v in parameters.items())
               + f"; log {logs / notebook.stem}.log)", flush=True)

@@ -84,6 +84,22 @@ def test_settings_are_python_literals():
             parse_setting(bad)
 
 
+def test_a_setting_that_no_notebook_declares_is_refused_before_any_notebook_runs(
+        tmp_path, capsys):
+    book = make_book(tmp_path)
+    nbformat.write(notebook("seeds = 2", "open('a.ran', 'w').write('yes')"), book / "a.ipynb")
+    nbformat.write(notebook("n = 1", "open('b.ran', 'w').write('yes')"), book / "b.ipynb")
+    with pytest.raises(SystemExit) as refused:  # a typo of seeds
+        main(["--profile", "smoke", "--book", str(book), "--set", "sedes=3", "--set", "n=2"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "parameter sedes" in err and "n, seeds" in err, err
+    assert not (book / "a.ran").exists() and not (book / "b.ran").exists()
+    # declared by a notebook that --only leaves out: still a name of the book, not refused
+    assert main(["--profile", "smoke", "--book", str(book), "--set", "seeds=3",
+                 "--only", "b"]) == 0
+    assert (book / "b.ran").exists() and not (book / "a.ran").exists()
+
+
 def test_a_failing_notebook_fails_the_run_and_the_others_still_run(tmp_path, capsys):
     book = make_book(tmp_path)
     nbformat.write(notebook("n = 1", "raise RuntimeError('broken on purpose')"), book / "a.ipynb")
