@@ -51,13 +51,30 @@ def test_the_readme_trains_a_model_and_its_loop_by_hand_ends_where_train_does(va
     by_hand = {**problem(), "f1lib": f1lib, "schedule": trained["schedule"],
                "seed": trained["seed"]}
     by_hand["reg"] = f1lib.F1Regularizer(by_hand["positive"], features=1, variant=variant)
-    exec(readme_block("reg.dual_step()"), by_hand)
+    exec(readme_block("reg.dual_step()  # Algorithm 1"), by_hand)
     for name in ("model", "reg"):
         ends = [*trained[name].state_dict().values()]
         assert all(torch.equal(a, b)
                    for a, b in zip(ends, by_hand[name].state_dict().values(), strict=True))
     start = problem()["model"].state_dict()
     assert not all(torch.equal(a, start[k]) for k, a in trained["model"].state_dict().items())
+
+
+@pytest.mark.parametrize("variant", ["stable", "paper"])
+def test_the_readme_loop_through_f1lib_steps_ends_where_the_loop_by_hand_does(variant):
+    schedule = f1lib.Schedule(outer=2, inner=5, batch_size=30)
+    ends = []
+    for block in ("reg.dual_step()  # Algorithm 1", "single_run_step("):
+        names = {**problem(), "f1lib": f1lib, "schedule": schedule, "seed": 3}
+        names["reg"] = f1lib.F1Regularizer(names["positive"], features=1, variant=variant)
+        # the optimizer that the loop by hand builds, for the block that takes it as given
+        names["optimizer"] = torch.optim.SGD([{"params": names["model"].parameters(),
+                                               "lr": schedule.lr}, *names["reg"].param_groups()])
+        exec(readme_block(block), names)
+        ends.append([*names["model"].state_dict().values(), *names["reg"].state_dict().values()])
+    assert all(torch.equal(a, b) for a, b in zip(*ends, strict=True))
+    start = problem()["model"].state_dict().values()
+    assert not all(torch.equal(a, b) for a, b in zip(ends[0], start))
 
 
 def test_the_readme_trains_runs_together(monkeypatch):
