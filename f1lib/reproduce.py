@@ -109,11 +109,9 @@ def stop_notebooks(processes: list[subprocess.Popen], grace: float) -> None:
     left (they ignore SIGTERM). A kernel that papermill leaves behind exits by itself
     (ipykernel's parent poller), but without a word to the code it runs: hence the
     interrupt first."""
-    try:
-        import psutil  # ipykernel's own dependency: there wherever a kernel runs
-    except ImportError:  # no interrupt: the kernels go as they did before it
-        psutil = None
-    for process in processes if psutil is not None else []:
+    import psutil  # the book extra's; main imports it before any notebook starts
+
+    for process in processes:
         try:
             kernels = psutil.Process(process.pid).children(recursive=True)
         except psutil.NoSuchProcess:  # it ended meanwhile
@@ -174,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--grace is in seconds, at least 0: got {args.grace}")
 
     import papermill
+    import psutil  # noqa: F401  stop_notebooks': missing, it would fail only at a stop
 
     from .ledger import update_readme
 
