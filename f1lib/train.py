@@ -111,8 +111,9 @@ def checkpoint_elapsed(path: str | os.PathLike) -> float:
     path = Path(path)
     if not path.exists():
         return 0.0
-    # mmap: the weights stay on disk, only the small entries are read
-    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    # mmap: the weights stay on disk, only the small entries are read; str: torch 2.2's mmap
+    # takes a file name only
+    state = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
     return float(state.get("elapsed_s", 0.0))
 
 
