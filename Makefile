@@ -4,6 +4,7 @@
 #   make html                                      build the HTML from the stored outputs
 #   make test                                      unit tests, nbval on every notebook (smoke),
 #                                                  then the built book in headless chromium
+#   make test-floor                                the same at the oldest versions allowed
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +19,7 @@ MATHJAX := book/_vendor/mathjax/tex-mml-chtml.js
 MATHJAX_URL := https://registry.npmjs.org/mathjax/-/mathjax-3.2.2.tgz
 MATHJAX_SHA256 := 1b9c0a1c44df864e915690558e72adb9cc5203360daefd385084ced3b6c64c09
 
-.PHONY: setup reproduce book html test clean
+.PHONY: setup reproduce book html test test-floor clean
 
 setup: $(STAMP)
 
@@ -50,6 +51,17 @@ test: $(STAMP)
 	F1LIB_PROFILE=smoke $(BIN)/python -m pytest --nbval --nbval-current-env book/
 	$(MAKE) html
 	F1LIB_BROWSER=required $(BIN)/python -m pytest tests/test_browser.py
+
+# `make test` in .venv-floor, at the lowest versions that pyproject.toml allows (uv's
+# lowest-direct resolution: torch 2.2, pandas 2.2, ...), for this Python; some 3 GB to fetch
+FLOOR := .venv-floor
+test-floor:
+	$(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet uv
+	$(FLOOR)/bin/uv pip install --quiet --python $(FLOOR)/bin/python --resolution lowest-direct \
+		-e ".[all]"
+	touch $(FLOOR)/.installed
+	$(MAKE) test VENV=$(FLOOR)
 
 clean:
 	rm -rf _build
