@@ -53,7 +53,7 @@ test: $(STAMP)
 	F1LIB_BROWSER=required $(BIN)/python -m pytest tests/test_browser.py
 
 # `make test` in .venv-floor, at the lowest versions that pyproject.toml allows (uv's
-# lowest-direct resolution: torch 2.2, pandas 2.2, ...), for this Python; some 3 GB to fetch
+# lowest-direct resolution: torch 2.2, pandas 2.2, ...), for this Python: 5.5 GB installed
 FLOOR := .venv-floor
 test-floor:
 	$(PYTHON) -m venv $(FLOOR)
