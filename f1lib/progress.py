@@ -6,7 +6,9 @@ show nothing at all. `progress_bar` draws in a notebook too: ipywidgets' bar
 where ipywidgets is installed (Colab, most Jupyter installs), else one line of
 text that carriage returns redraw. A notebook's output has no cursor to move
 up, which tqdm's stacked text bars would need, so text bars there share that
-line: a finished bar stays, the next one draws below it.
+line: a finished bar stays, the next one draws below it. Each redraw of a text bar
+is an output of its own in the saved notebook (papermill run by hand keeps them
+all), so there they redraw at most every NOTEBOOK_TEXT_INTERVAL_S seconds.
 
 $F1LIB_PROGRESS overrides the choice: 1 draws everywhere, 0 nowhere.
 `f1lib.reproduce` and the book's nbval run set 0 for their kernels, since
@@ -23,6 +25,9 @@ from typing import Iterable
 from tqdm import tqdm
 
 ENV = "F1LIB_PROGRESS"
+# a notebook's text bars: some 12 redraws a minute, not tqdm's 10 a second (a bar's
+# first and last draws come whatever the interval)
+NOTEBOOK_TEXT_INTERVAL_S = 5.0
 _ON, _OFF = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
@@ -59,4 +64,5 @@ def progress_bar(iterable: Iterable | None = None, *, show: bool | None = None,
             from tqdm.notebook import tqdm as widget_bar
             return widget_bar(iterable, **options)
         options["position"] = 0
+        options.setdefault("mininterval", NOTEBOOK_TEXT_INTERVAL_S)
     return tqdm(iterable, disable=False, **options)

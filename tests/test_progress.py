@@ -58,7 +58,10 @@ def test_in_a_notebook_kernel_bars_draw_on_one_line_and_the_environment_turns_th
               "print(show_progress())\n"
               "for _ in progress_bar(range(2), desc='outer', mininterval=0):\n"
               "    for _ in progress_bar(range(50), desc='inner', mininterval=0):\n"
-              "        pass\n")
+              "        pass\n"
+              "import time\n"
+              "for _ in progress_bar(range(20), desc='slow'):\n"  # 1 s at tqdm's own 0.1 s
+              "    time.sleep(0.05)\n")
 
     def run(setting: str | None):
         if setting is None:
@@ -82,6 +85,8 @@ def test_in_a_notebook_kernel_bars_draw_on_one_line_and_the_environment_turns_th
         assert "outer: 100%" in shown["stderr"] and "inner: 100%" in shown["stderr"]
         # no cursor movement, which a notebook's output cannot do (tqdm's stacked bars)
         assert "\x1b[" not in shown["stderr"]
+        # papermill would keep every redraw: a second's bar draws when it starts and ends
+        assert shown["stderr"].count("slow:") == 2
     (hidden, widgets) = run("0")
     assert hidden == {"stdout": "False\n", "stderr": ""} and not widgets
 
