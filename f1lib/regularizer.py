@@ -306,7 +306,9 @@ class F1Regularizer(nn.Module):
         a new tensor instead: Inductor's partitioner may recompute a read of the
         buffer in the backward pass after the forward pass has updated it, which
         silently gave w the gradient of the updated statistics, 0.5% off on the CPU
-        with torch 2.14 (pytorch/pytorch#197039, open; tests/test_regularizer.py)."""
+        with torch 2.14 (pytorch/pytorch#197039, open; tests/test_regularizer.py).
+        Checked on the CPU only; f1lib's own CUDA graphs (f1lib.steps.CapturedStep)
+        take the in-place path, and torch.compile's mode="reduce-overhead" is unchecked."""
         buffer = getattr(self, name)
         if _compiling():
             setattr(self, name, torch.add(buffer, value - buffer, alpha=momentum))
