@@ -27,6 +27,8 @@ Two variants (`variant=`):
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
@@ -63,6 +65,13 @@ def scale_grad(x: Tensor, scale: float | Tensor) -> Tensor:
 _compiling = getattr(torch.compiler, "is_compiling", None)
 if _compiling is None:
     from torch._dynamo import is_compiling as _compiling
+
+
+def _without_autocast(device: torch.device):
+    """A context in which autocast is off on `device` (meta, for shapes only, has none)."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, enabled=False)
 
 
 def _augmented_term(c: Tensor, multiplier: Tensor, rho: float) -> Tensor:
@@ -266,37 +275,40 @@ class F1Regularizer(nn.Module):
         keeping the value on the module, so that torch.func.vmap can batch it
         over runs (f1lib.train.train_runs)."""
         h, index = self._check_batch(scores, positive, index, check_labels)
-        slot = self.slot[index].clamp(min=0)
-        pos = positive.to(h.dtype)
-        neg = 1.0 - pos
-        beta = self.beta
-        if self.variant == "paper":
-            s = h @ self.w
-            value = self._paper_lagrangian(s, pos, neg, slot)
-            out = beta * value
-        else:
-            # (S4) beta weighs the regularizer's pull on the network only: the
-            # network sees beta x grad, while tau, eps, w and b take their own
-            # step sizes whatever beta is. Under the seed's reading beta = 1e-3
-            # also slows the LP's variables a thousandfold, so they barely move.
-            # h - c once: the score and the running variance's update both use it
-            centred = h - self.center
-            s = self._stable_score(scale_grad(centred, beta))
-            value = self._stable_lagrangian(s, pos, neg, slot, batch=h.shape[0])
-            # value beta x L, gradients as above
-            out = value + (beta - 1.0) * value.detach()
-        with torch.no_grad():
-            self.last_score[index] = s.detach()
-            # the value as a device tensor: `seen[index] = True` copies a host scalar to
-            # the device, which a CUDA graph cannot capture, and index_fill_ loops over
-            # the runs under vmap (one kernel per run)
-            self.seen[index] = torch.ones_like(index, dtype=torch.bool)
-            if self.variant == "stable" and self.training:
-                momentum = self.hyper.center_momentum
-                spread = centred.square().mean(0)
-                self._running_mean_update("center", h.mean(0), momentum)
-                self._running_mean_update("variance", spread, momentum)
-        return out, value.detach()
+        # float32 whatever autocast the caller's loss runs under: in bf16 the scores
+        # and the LP's constraints would keep three digits, and the tables are float32
+        with _without_autocast(h.device):
+            slot = self.slot[index].clamp(min=0)
+            pos = positive.to(h.dtype)
+            neg = 1.0 - pos
+            beta = self.beta
+            if self.variant == "paper":
+                s = h @ self.w
+                value = self._paper_lagrangian(s, pos, neg, slot)
+                out = beta * value
+            else:
+                # (S4) beta weighs the regularizer's pull on the network only: the
+                # network sees beta x grad, while tau, eps, w and b take their own
+                # step sizes whatever beta is. Under the seed's reading beta = 1e-3
+                # also slows the LP's variables a thousandfold, so they barely move.
+                # h - c once: the score and the running variance's update both use it
+                centred = h - self.center
+                s = self._stable_score(scale_grad(centred, beta))
+                value = self._stable_lagrangian(s, pos, neg, slot, batch=h.shape[0])
+                # value beta x L, gradients as above
+                out = value + (beta - 1.0) * value.detach()
+            with torch.no_grad():
+                self.last_score[index] = s.detach()
+                # the value as a device tensor: `seen[index] = True` copies a host scalar to
+                # the device, which a CUDA graph cannot capture, and index_fill_ loops over
+                # the runs under vmap (one kernel per run)
+                self.seen[index] = torch.ones_like(index, dtype=torch.bool)
+                if self.variant == "stable" and self.training:
+                    momentum = self.hyper.center_momentum
+                    spread = centred.square().mean(0)
+                    self._running_mean_update("center", h.mean(0), momentum)
+                    self._running_mean_update("variance", spread, momentum)
+            return out, value.detach()
 
     def _running_mean_update(self, name: str, value: Tensor, momentum: float) -> None:
         """buffer += momentum (value - buffer), for the buffer `name`.

@@ -294,3 +294,25 @@ def test_the_f1_term_compiles_into_one_graph_with_the_task_loss_and_trains_as_ea
             # inductor may sum in another order: the runs agree to float32 rounding
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6,
                                        msg=lambda detail, name=name: f"{name}: {detail}")
+
+
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+@pytest.mark.parametrize("features", [1, 2])
+def test_under_a_callers_bf16_autocast_the_lp_arithmetic_stays_float32(variant, features):
+    # the usual mixed-precision loop puts the whole loss, F1 term included, under autocast;
+    # matrix products there would run in bf16 (three digits), and its scores would not fit
+    # the float32 table of last scores
+    x, positive = gaussian_problem(separation=1.5, offset=5.0, seed=0)
+    results = []
+    for autocast in (False, True):
+        torch.manual_seed(0)
+        reg = F1Regularizer(positive, features=features, variant=variant)
+        set_state(reg, w=torch.randn(features) * 3)
+        h = (x[:, :features].float() * 7.3 + 0.1).requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = reg(h, positive, torch.arange(len(x)))
+        out.backward()
+        results.append((out.detach(), reg.last_score.clone(), h.grad.clone(), reg.w.grad.clone()))
+    for eager, under_autocast in zip(*results):
+        assert under_autocast.dtype == torch.float32
+        assert torch.equal(under_autocast, eager)
