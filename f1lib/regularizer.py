@@ -258,7 +258,8 @@ class F1Regularizer(nn.Module):
         scores: (B, d) or (B,) F1-head outputs; positive: (B,) bool; index:
         (B,) dataset indices. No host-device synchronisation on CUDA, static
         shapes throughout: it can be captured in a CUDA graph, or compiled
-        into one graph with the task loss (torch.compile, fullgraph=True). On
+        into one graph with the task loss (torch.compile, fullgraph=True). It
+        computes in float32, also under a mixed-precision loop's autocast. On
         the CPU, and not under torch.compile, the batch's labels are checked
         against the table unless `check_labels` is False; f1lib.train checks
         the whole dataset once instead (`check_labels(positive, index)`: do
