@@ -226,7 +226,7 @@ class F1Regularizer(nn.Module):
 
     def _check_batch(self, scores: Tensor, positive: Tensor, index: Tensor,
                      check_labels: bool) -> tuple[Tensor, Tensor]:
-        h = scores.float()
+        h = scores.to(self.w.dtype)  # the tables' float32, or float64 after .double()
         if h.dim() == 1:
             h = h.unsqueeze(1)
         if h.dim() != 2 or h.shape[1] != self.features:
@@ -259,7 +259,8 @@ class F1Regularizer(nn.Module):
         (B,) dataset indices. No host-device synchronisation on CUDA, static
         shapes throughout: it can be captured in a CUDA graph, or compiled
         into one graph with the task loss (torch.compile, fullgraph=True). It
-        computes in float32, also under a mixed-precision loop's autocast. On
+        computes in its tables' dtype (float32, or float64 after `.double()`),
+        also under a mixed-precision loop's autocast. On
         the CPU, and not under torch.compile, the batch's labels are checked
         against the table unless `check_labels` is False; f1lib.train checks
         the whole dataset once instead (`check_labels(positive, index)`: do
@@ -276,8 +277,8 @@ class F1Regularizer(nn.Module):
         keeping the value on the module, so that torch.func.vmap can batch it
         over runs (f1lib.train.train_runs)."""
         h, index = self._check_batch(scores, positive, index, check_labels)
-        # float32 whatever autocast the caller's loss runs under: in bf16 the scores
-        # and the LP's constraints would keep three digits, and the tables are float32
+        # the tables' dtype whatever autocast the caller's loss runs under: in bf16 the
+        # scores and the LP's constraints would keep three digits, and not fit the tables
         with _without_autocast(h.device):
             slot = self.slot[index].clamp(min=0)
             pos = positive.to(h.dtype)

@@ -20,26 +20,33 @@ H = [0.3, -0.2, 0.1, 0.6]
 def set_state(reg, **values):
     with torch.no_grad():
         for name, value in values.items():
-            getattr(reg, name).copy_(torch.as_tensor(value, dtype=torch.float32))
+            table = getattr(reg, name)
+            table.copy_(torch.as_tensor(value, dtype=table.dtype))
 
 
-def paper_regularizer():
+def paper_regularizer(dtype=torch.float32):
     hyper = F1Hyper(beta=0.5, eta_mu=0.1, eta_lambda=0.2, eta_gamma=0.3)
-    reg = F1Regularizer(POSITIVE, features=1, variant="paper", hyper=hyper)
+    reg = F1Regularizer(POSITIVE, features=1, variant="paper", hyper=hyper).to(dtype)
     set_state(reg, tau=[0.2, 0.5, 0.6], eps=0.4, w=[1.5], mu=0.1,
               lam=[0.2, -0.1, 0.3], gam=[0.05, 0.1, 0.2])
     return reg
 
 
-def stable_regularizer(spread: float = 1.0):
+def stable_regularizer(spread: float = 1.0, dtype=torch.float32):
     """The hand-worked stable state. The score is w (h - c) / spread + b: with
     w = 2 spread it is the same score 2 (h - c) + b for every spread."""
     hyper = F1Hyper(beta=0.5, rho=2.0, center_momentum=0.5)
-    reg = F1Regularizer(POSITIVE, features=1, variant="stable", hyper=hyper)
+    reg = F1Regularizer(POSITIVE, features=1, variant="stable", hyper=hyper).to(dtype)
     set_state(reg, tau=[1.2, 0.5, 1.5], eps=1.1, w=[2.0 * spread], b=-0.3, center=[0.1],
               variance=[spread ** 2 - VARIANCE_FLOOR], mu=0.2,
               lam=[0.4, 0.0, 1.0], gam=[0.0, 0.3, 0.5])
     return reg
+
+
+# the hand-worked stable state's Lagrangian, whatever its spread (below)
+_g = 3.2 / 3 - 1
+STABLE_LAGRANGIAN = (1.1 + 1.25 / 3 * 1.0 + 0.2 * _g + _g * _g
+                     + 1.25 / 3 * (0.16 - 0.0225 + 0.45 + 0.01))
 
 
 def forward(reg):
@@ -89,8 +96,8 @@ def test_stable_lagrangian_value_and_gradients_by_hand(spread):
     # psi(c, m) = (relu(m + 2c)^2 - m^2) / 4
     # L = eps + 1.25/3 (0.2 + 0.8) + mu g + g^2 (g = 3.2/3 - 1)
     #     + 1.25/3 [psi(0.4, 0) + psi(-0.6, 0.3) + psi(0.5, 0.4) + psi(0.1, 0)]
+    expected = STABLE_LAGRANGIAN
     g = 3.2 / 3 - 1
-    expected = 1.1 + 1.25 / 3 * 1.0 + 0.2 * g + g * g + 1.25 / 3 * (0.16 - 0.0225 + 0.45 + 0.01)
     assert float(reg.last_lagrangian) == pytest.approx(expected, abs=1e-6)
     assert float(out.detach()) == pytest.approx(0.5 * expected, abs=1e-6)  # value: beta x L
     # the LP's variables take the unscaled gradient of L ...
@@ -113,6 +120,21 @@ def test_stable_lagrangian_value_and_gradients_by_hand(spread):
     assert float(reg.center) == pytest.approx(0.15, abs=1e-6)
     assert float(reg.variance) == pytest.approx(
         0.5 * (spread ** 2 - VARIANCE_FLOOR) + 0.5 * 0.095, abs=1e-6)
+
+
+@pytest.mark.parametrize("build, expected", [(paper_regularizer, 1.675),
+                                              (stable_regularizer, STABLE_LAGRANGIAN)],
+                         ids=["paper", "stable"])
+def test_a_float64_regularizer_computes_the_hand_worked_lagrangian_in_float64(build, expected):
+    # .double(), on the regularizer or on a model that holds it: the scores follow its tables
+    reg = build(dtype=torch.float64)
+    h = torch.tensor(H, dtype=torch.float64, requires_grad=True)
+    out = reg(h, BATCH_POSITIVE, INDEX)
+    out.backward()
+    assert out.dtype == reg.last_score.dtype == torch.float64
+    assert float(reg.last_lagrangian) == pytest.approx(expected, abs=1e-12)
+    reg.dual_step()
+    assert reg.lam.dtype == torch.float64 and torch.isfinite(reg.lam).all()
 
 
 def test_stable_dual_step_and_projection_by_hand():
