@@ -260,12 +260,11 @@ class F1Regularizer(nn.Module):
         shapes throughout: it can be captured in a CUDA graph, or compiled
         into one graph with the task loss (torch.compile, fullgraph=True). It
         computes in its tables' dtype (float32, or float64 after `.double()`),
-        also under a mixed-precision loop's autocast. On
-        the CPU, and not under torch.compile, the batch's labels are checked
-        against the table unless `check_labels` is False; f1lib.train checks
-        the whole dataset once instead (`check_labels(positive, index)`: do
-        the same before a compiled loop). The Lagrangian's own value is kept
-        in `last_lagrangian`.
+        also under a mixed-precision loop's autocast. On the CPU, and not under
+        torch.compile, the batch's labels are checked against the table unless
+        `check_labels` is False; f1lib.train checks the whole dataset once
+        instead (`check_labels(positive, index)`: do the same before a compiled
+        loop). The Lagrangian's own value is kept in `last_lagrangian`.
         """
         out, value = self.penalty(scores, positive, index, check_labels=check_labels)
         self.last_lagrangian = value.detach()
@@ -280,37 +279,42 @@ class F1Regularizer(nn.Module):
         # the tables' dtype whatever autocast the caller's loss runs under: in bf16 the
         # scores and the LP's constraints would keep three digits, and not fit the tables
         with _without_autocast(h.device):
-            slot = self.slot[index].clamp(min=0)
-            pos = positive.to(h.dtype)
-            neg = 1.0 - pos
-            beta = self.beta
-            if self.variant == "paper":
-                s = h @ self.w
-                value = self._paper_lagrangian(s, pos, neg, slot)
-                out = beta * value
-            else:
-                # (S4) beta weighs the regularizer's pull on the network only: the
-                # network sees beta x grad, while tau, eps, w and b take their own
-                # step sizes whatever beta is. Under the seed's reading beta = 1e-3
-                # also slows the LP's variables a thousandfold, so they barely move.
-                # h - c once: the score and the running variance's update both use it
-                centred = h - self.center
-                s = self._stable_score(scale_grad(centred, beta))
-                value = self._stable_lagrangian(s, pos, neg, slot, batch=h.shape[0])
-                # value beta x L, gradients as above
-                out = value + (beta - 1.0) * value.detach()
-            with torch.no_grad():
-                self.last_score[index] = s.detach()
-                # the value as a device tensor: `seen[index] = True` copies a host scalar to
-                # the device, which a CUDA graph cannot capture, and index_fill_ loops over
-                # the runs under vmap (one kernel per run)
-                self.seen[index] = torch.ones_like(index, dtype=torch.bool)
-                if self.variant == "stable" and self.training:
-                    momentum = self.hyper.center_momentum
-                    spread = centred.square().mean(0)
-                    self._running_mean_update("center", h.mean(0), momentum)
-                    self._running_mean_update("variance", spread, momentum)
-            return out, value.detach()
+            return self._lagrangian(h, positive, index)
+
+    def _lagrangian(self, h: Tensor, positive: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """penalty's arithmetic on checked scores, and what it records: the scores, and
+        the stable variant's running statistics."""
+        slot = self.slot[index].clamp(min=0)
+        pos = positive.to(h.dtype)
+        neg = 1.0 - pos
+        beta = self.beta
+        if self.variant == "paper":
+            s = h @ self.w
+            value = self._paper_lagrangian(s, pos, neg, slot)
+            out = beta * value
+        else:
+            # (S4) beta weighs the regularizer's pull on the network only: the
+            # network sees beta x grad, while tau, eps, w and b take their own
+            # step sizes whatever beta is. Under the seed's reading beta = 1e-3
+            # also slows the LP's variables a thousandfold, so they barely move.
+            # h - c once: the score and the running variance's update both use it
+            centred = h - self.center
+            s = self._stable_score(scale_grad(centred, beta))
+            value = self._stable_lagrangian(s, pos, neg, slot, batch=h.shape[0])
+            # value beta x L, gradients as above
+            out = value + (beta - 1.0) * value.detach()
+        with torch.no_grad():
+            self.last_score[index] = s.detach()
+            # the value as a device tensor: `seen[index] = True` copies a host scalar to
+            # the device, which a CUDA graph cannot capture, and index_fill_ loops over
+            # the runs under vmap (one kernel per run)
+            self.seen[index] = torch.ones_like(index, dtype=torch.bool)
+            if self.variant == "stable" and self.training:
+                momentum = self.hyper.center_momentum
+                spread = centred.square().mean(0)
+                self._running_mean_update("center", h.mean(0), momentum)
+                self._running_mean_update("variance", spread, momentum)
+        return out, value.detach()
 
     def _running_mean_update(self, name: str, value: Tensor, momentum: float) -> None:
         """buffer += momentum (value - buffer), for the buffer `name`.
