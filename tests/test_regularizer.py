@@ -43,7 +43,11 @@ def stable_regularizer(spread: float = 1.0, dtype=torch.float32):
     return reg
 
 
-# the hand-worked stable state's Lagrangian, whatever its spread (below)
+# the hand-worked stable state's Lagrangian, whatever its spread:
+# s = w (h - c) / spread + b = [0.1, -0.9, -0.3, 0.7]; N/B = 1.25; |I+| = 3; rho = 2
+# psi(c, m) = (relu(m + 2c)^2 - m^2) / 4
+# L = eps + 1.25/3 (0.2 + 0.8) + mu g + g^2 (g = 3.2/3 - 1)
+#     + 1.25/3 [psi(0.4, 0) + psi(-0.6, 0.3) + psi(0.5, 0.4) + psi(0.1, 0)]
 _g = 3.2 / 3 - 1
 STABLE_LAGRANGIAN = (1.1 + 1.25 / 3 * 1.0 + 0.2 * _g + _g * _g
                      + 1.25 / 3 * (0.16 - 0.0225 + 0.45 + 0.01))
@@ -92,10 +96,6 @@ def test_paper_dual_step_by_hand():
 def test_stable_lagrangian_value_and_gradients_by_hand(spread):
     reg = stable_regularizer(spread)
     out, grad_h = forward(reg)
-    # s = w (h - c) / spread + b = [0.1, -0.9, -0.3, 0.7]; N/B = 1.25; |I+| = 3; rho = 2
-    # psi(c, m) = (relu(m + 2c)^2 - m^2) / 4
-    # L = eps + 1.25/3 (0.2 + 0.8) + mu g + g^2 (g = 3.2/3 - 1)
-    #     + 1.25/3 [psi(0.4, 0) + psi(-0.6, 0.3) + psi(0.5, 0.4) + psi(0.1, 0)]
     expected = STABLE_LAGRANGIAN
     g = 3.2 / 3 - 1
     assert float(reg.last_lagrangian) == pytest.approx(expected, abs=1e-6)
