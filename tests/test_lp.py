@@ -110,3 +110,18 @@ def test_bad_input_is_rejected():
         solve_lp(np.array([[np.nan], [1.0]]), [True, False])
     with pytest.raises(ValueError):
         hinge_f1_bound(torch.ones(3), torch.ones(2, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_bounds_of_half_precision_scores_are_summed_in_float32(dtype):
+    # a network's F1 head under autocast scores in bf16 or fp16; its bound over a test set
+    # must not be computed in that precision (1,001 positives are not a bf16 number)
+    x, positive = gaussian_problem(n=3003, separation=1.5, seed=0)
+    scores = torch.as_tensor(solve_lp(x, positive).scores(x)).to(dtype)  # eps = 1
+    exact_inputs = scores.double()  # the same, already rounded, scores
+    assert float(hinge_f1_bound(exact_inputs, positive)) > 0.4  # a bound that says something
+    for of_half, of_double in [(hinge_f1_bound(scores, positive),
+                                hinge_f1_bound(exact_inputs, positive)),
+                               (f1_score(scores, positive), f1_score(exact_inputs, positive))]:
+        assert of_half.dtype == torch.float32
+        assert float(of_half) == pytest.approx(float(of_double), rel=1e-6)
