@@ -24,6 +24,7 @@ a step is built, for one run or many, and captured as a CUDA graph on CUDA
 from __future__ import annotations
 
 import math
+import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,10 @@ def train_runs(
     evaluators = list(evaluate) if isinstance(evaluate, Sequence) else [evaluate] * count
     if len(evaluators) != count:
         raise ValueError(f"evaluate: {len(evaluators)} callables for {count} runs")
+    try:  # numpy's integers too; a string would only fail inside batch_order's arithmetic
+        seeds = [operator.index(seed) for seed in seeds]
+    except TypeError:
+        raise ValueError(f"seeds must be integers, got {seeds!r}") from None
     n = len(data)
     device = data.inputs.device
     if graph and device.type != "cuda":
@@ -184,6 +189,9 @@ def train_runs(
             )
         # once for the whole dataset, instead of per batch (where it would sync)
         reg.check_labels(data.positive, torch.arange(n, device=device))
+    if schedule.batch_size > n:
+        raise ValueError(f"batch_size {schedule.batch_size} is larger than the data's {n} "
+                         "examples: every minibatch would repeat examples")
 
     runs = [RunLoss(m, reg, data, task_loss, bf16)
             for m, reg in zip(models, regularizers, strict=True)]
@@ -200,6 +208,8 @@ def train_runs(
     failed: dict[int, NonFiniteError] = {}
     start, start_inner, start_totals, elapsed_before = 0, 0, None, 0.0
     ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None:  # now, not at the first checkpoint, after an outer loop of training
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
     run_ids = [{"seed": seed, "schedule": schedule.as_dict()} for seed in seeds]
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location=device, weights_only=False)
@@ -372,7 +382,8 @@ def train(
         task_loss: loss(task_output, targets) of the primary task.
         evaluate: called after each outer loop; its dict joins the history.
         checkpoint: a file written after outer loops (every one, unless
-            `checkpoint_interval` says otherwise); if it exists, the
+            `checkpoint_interval` says otherwise), its folder made at the
+            start if missing; if it exists, the
             run resumes from it and ends as an uninterrupted run would. It also
             keeps the seconds spent training so far (`checkpoint_elapsed`).
             While training with one, SIGINT (Ctrl-C, Jupyter's interrupt) and

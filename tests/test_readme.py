@@ -23,7 +23,7 @@ def readme_block(containing: str) -> str:
 def problem():
     """The names the README's examples take as given: a model returning (task_output, h)
     with d = 1, and two Gaussian classes whose positives are I+."""
-    x, positive = gaussian_problem(n=90, separation=3.0, offset=1.0, seed=0)
+    x, positive = gaussian_problem(n=300, separation=3.0, offset=1.0, seed=0)  # >= a batch
     torch.manual_seed(0)
     model = f1lib.SharedHeadMLP(in_features=2, hidden=8, classes=2)
     return {"model": model, "x": x.float(), "y": positive.long(), "positive": positive, "d": 1}

@@ -213,6 +213,14 @@ def test_a_checkpoint_interval_writes_once_that_long_has_passed_and_resumes_from
     assert checkpoint_elapsed(tmp_path / "none.ckpt") == 0.0
 
 
+def test_a_checkpoint_in_a_folder_not_made_yet_is_written_there(tmp_path):
+    model, reg, data = fresh()
+    ckpt = tmp_path / "runs" / "today" / "run.ckpt"
+    train(model, data, reg, schedule=Schedule(outer=1, inner=2, batch_size=4), checkpoint=ckpt,
+          progress=False)
+    assert checkpoint_elapsed(ckpt) > 0
+
+
 def test_checkpoint_of_another_run_is_refused(tmp_path):
     ckpt = tmp_path / "run.ckpt"
     model, reg, data = fresh()
@@ -270,6 +278,11 @@ def test_bad_arguments():
         train(model, data, other, schedule=Schedule(outer=1, inner=1), progress=False)
     with pytest.raises(ValueError, match="bool tensor"):
         TensorData(data.inputs, data.targets, data.positive.long())
+    with pytest.raises(ValueError, match="batch_size 1000 is larger than the data's"):
+        train(model, data, reg, schedule=Schedule(outer=1, inner=1, batch_size=1000),
+              progress=False)
+    with pytest.raises(ValueError, match="seeds must be integers"):
+        train(model, data, reg, seed="0", schedule=Schedule(outer=1, inner=1), progress=False)
     flipped = F1Regularizer(~data.positive)  # labels that disagree with the data's
     with pytest.raises(ValueError, match="absent from the regularizer's index table"):
         train(model, data, flipped, schedule=Schedule(outer=1, inner=1), progress=False)
