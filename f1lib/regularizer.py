@@ -169,12 +169,17 @@ class F1Regularizer(nn.Module):
         return 1.0 / self.num_positives if self.variant == "stable" else 1.0
 
     def param_groups(self) -> list[dict]:
-        """SGD parameter groups with the seed's separate step sizes."""
+        """SGD parameter groups with the seed's separate step sizes.
+
+        Algorithm 1 takes plain SGD steps on the LP's variables. Each group says so
+        (no momentum, no weight decay), so that the momentum and weight decay that an
+        optimizer's defaults give the network do not reach them."""
         h = self.hyper
+        plain = {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0}
         groups = [
-            {"params": [self.tau], "lr": h.eta_tau, "name": "tau"},
-            {"params": [self.eps], "lr": h.eta_eps, "name": "eps"},
-            {"params": [self.w], "lr": h.eta_w, "name": "w"},
+            {"params": [self.tau], "lr": h.eta_tau, "name": "tau", **plain},
+            {"params": [self.eps], "lr": h.eta_eps, "name": "eps", **plain},
+            {"params": [self.w], "lr": h.eta_w, "name": "w", **plain},
         ]
         if self.b.requires_grad:
             groups[2]["params"].append(self.b)

@@ -338,3 +338,23 @@ def test_under_a_callers_bf16_autocast_the_lp_arithmetic_stays_float32(variant, 
     for eager, under_autocast in zip(*results):
         assert under_autocast.dtype == torch.float32
         assert torch.equal(under_autocast, eager)
+
+
+@pytest.mark.parametrize("variant", ["paper", "stable"])
+def test_the_lp_variables_take_plain_sgd_steps_whatever_the_optimizers_defaults(variant):
+    # a segmentation loop's usual SGD(momentum=0.9, weight_decay=5e-4) is for the network;
+    # Algorithm 1 steps the LP's variables by lr x gradient, nothing more
+    reg = F1Regularizer(POSITIVE, features=2, variant=variant)
+    optimizer = torch.optim.SGD(reg.param_groups(), lr=0.1, momentum=0.9, weight_decay=5e-2)
+    lr = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    for step in range(3):
+        before = {}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                p.grad = torch.full_like(p, 0.5 + step)
+                before[id(p)] = p.detach().clone()
+        optimizer.step()
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                expected = torch.add(before[id(p)], p.grad, alpha=-lr[id(p)])
+                assert torch.allclose(p, expected, rtol=0, atol=1e-7), group["name"]
