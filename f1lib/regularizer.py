@@ -231,6 +231,12 @@ class F1Regularizer(nn.Module):
 
     def _check_batch(self, scores: Tensor, positive: Tensor, index: Tensor,
                      check_labels: bool) -> tuple[Tensor, Tensor]:
+        if self.w.dtype in (torch.float16, torch.bfloat16):
+            raise ValueError(
+                f"the regularizer's tables are {self.w.dtype}, where the LP's constraints keep "
+                "three digits (a model's .half() or .bfloat16() reaches a regularizer it holds): "
+                "keep it in float32 with reg.float(), and mixed precision with torch.autocast"
+            )
         h = scores.to(self.w.dtype)  # the tables' float32, or float64 after .double()
         if h.dim() == 1:
             h = h.unsqueeze(1)

@@ -232,6 +232,9 @@ def test_bad_input_raises_value_error():
         F1Regularizer(POSITIVE, features=2)(torch.tensor(H), BATCH_POSITIVE, INDEX)
     with pytest.raises(ValueError, match="positive must be a bool"):
         reg(torch.tensor(H), BATCH_POSITIVE.float(), INDEX)
+    # a model's .half() around it: the LP in half precision would be silent
+    with pytest.raises(ValueError, match=r"tables are torch.bfloat16.*reg.float\(\)"):
+        paper_regularizer().bfloat16()(torch.tensor(H), BATCH_POSITIVE, INDEX)
 
 
 def learned_gap(variant, separation, offset, outer=20, inner=100, scale=1.0):
