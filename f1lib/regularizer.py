@@ -27,8 +27,6 @@ Two variants (`variant=`):
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor, nn
 
@@ -65,13 +63,6 @@ def scale_grad(x: Tensor, scale: float | Tensor) -> Tensor:
 _compiling = getattr(torch.compiler, "is_compiling", None)
 if _compiling is None:
     from torch._dynamo import is_compiling as _compiling
-
-
-def _without_autocast(device: torch.device):
-    """A context in which autocast is off on `device` (meta, for shapes only, has none)."""
-    if device.type == "meta":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, enabled=False)
 
 
 def _augmented_term(c: Tensor, multiplier: Tensor, rho: float) -> Tensor:
@@ -289,7 +280,7 @@ class F1Regularizer(nn.Module):
         h, index = self._check_batch(scores, positive, index, check_labels)
         # the tables' dtype whatever autocast the caller's loss runs under: in bf16 the
         # scores and the LP's constraints would keep three digits, and not fit the tables
-        with _without_autocast(h.device):
+        with torch.autocast(h.device.type, enabled=False):
             return self._lagrangian(h, positive, index)
 
     def _lagrangian(self, h: Tensor, positive: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:

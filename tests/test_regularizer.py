@@ -349,7 +349,6 @@ def test_the_lp_variables_take_plain_sgd_steps_whatever_the_optimizers_defaults(
     # Algorithm 1 steps the LP's variables by lr x gradient, nothing more
     reg = F1Regularizer(POSITIVE, features=2, variant=variant)
     optimizer = torch.optim.SGD(reg.param_groups(), lr=0.1, momentum=0.9, weight_decay=5e-2)
-    lr = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
     for step in range(3):
         before = {}
         for group in optimizer.param_groups:
@@ -359,5 +358,5 @@ def test_the_lp_variables_take_plain_sgd_steps_whatever_the_optimizers_defaults(
         optimizer.step()
         for group in optimizer.param_groups:
             for p in group["params"]:
-                expected = torch.add(before[id(p)], p.grad, alpha=-lr[id(p)])
+                expected = torch.add(before[id(p)], p.grad, alpha=-group["lr"])
                 assert torch.allclose(p, expected, rtol=0, atol=1e-7), group["name"]
