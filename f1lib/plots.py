@@ -25,6 +25,17 @@ def band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color: str, **line
     ax.fill_between(steps, low, high, color=color, alpha=0.25, linewidth=0)
 
 
+def cap_at_score_range(ax, axis: str = "y", margin: float = 0.02) -> None:
+    """Keep an axis of scores in [0, 1] (accuracy, F1, IoU) inside that range, plus a margin.
+
+    Two or three seeds' t-intervals reach past it: the mean of scores in [0, 1] cannot,
+    so the part of an interval beyond is cut at the axis's edge rather than stretching the
+    axis to impossible values."""
+    get, set_ = (ax.get_xlim, ax.set_xlim) if axis == "x" else (ax.get_ylim, ax.set_ylim)
+    low, high = get()
+    set_(max(low, -margin), min(high, 1 + margin))
+
+
 def lp_bound_figure(history: pd.DataFrame, reference: pd.DataFrame):
     """Per problem: the learned scorer's F1 bound, its constraint violation and
     its true F1 over outer loops, for each variant, against the exact LP."""
@@ -133,6 +144,7 @@ def mnist_figure(history: pd.DataFrame, figure_beta: float):
                         xytext=(-10, 7), textcoords="offset points", color=color)
         ax.set_xscale("log")
         ax.set(title=title, xlabel="β")
+        cap_at_score_range(ax)
     axes[1, 0].legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
@@ -219,6 +231,7 @@ def segmentation_figure(history: pd.DataFrame, summary: pd.DataFrame):
     left.set_yticks(y, labels)
     left.invert_yaxis()
     left.set(xlabel="final score on the test images", title="Sky segmentation, per method")
+    cap_at_score_range(left, "x", margin=0.005)
     left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2,
                 frameon=False)  # below the axes: inside, it hides a point
     runs = history[(history["status"] == "finished") & (history["outer"] > 0)]
@@ -236,12 +249,14 @@ def segmentation_figure(history: pd.DataFrame, summary: pd.DataFrame):
     return fig
 
 
-def segmentation_samples_figure(images, truth, predictions: dict):
-    """The same test images for every method: image, true sky, each method's sky."""
+def segmentation_samples_figure(images, truth, predictions: dict, row_labels=None):
+    """The same test images for every method: image, true sky, each method's sky; under
+    each image its row's label (`row_labels`, optional: say its sky fraction)."""
     style()
     n = len(images)
     columns = 2 + len(predictions)
-    fig, axes = plt.subplots(n, columns, figsize=(1.9 * columns, 1.5 * n), squeeze=False)
+    fig, axes = plt.subplots(n, columns, figsize=(1.9 * columns, 1.5 * n + 0.2 * bool(row_labels)),
+                             squeeze=False)
     titles = ["image", "true sky", *predictions]
     for row in range(n):
         panels = [images[row].permute(1, 2, 0).cpu().numpy(), truth[row].cpu().numpy(),
@@ -249,6 +264,9 @@ def segmentation_samples_figure(images, truth, predictions: dict):
         for ax, panel in zip(axes[row], panels):
             ax.imshow(panel, cmap=None if panel.ndim == 3 else "Blues", vmin=0, vmax=1)
             ax.axis("off")
+        if row_labels:
+            axes[row, 0].text(0.5, -0.03, row_labels[row], transform=axes[row, 0].transAxes,
+                              ha="center", va="top", fontsize=7)
     for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize=8)
     fig.tight_layout()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import Schedule
-from .data.sky import SkyBatch
+from .data.sky import SkyBatch, sample_indices
 from .hardware import bf16_convolutions, channels_last_convolutions
 from .lp import f1_score
 from .metrics import sky_iou, thresholded_iou
@@ -105,7 +105,7 @@ def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: 
                 graph: bool = False) -> list[list[dict]]:
     """Runs of one learning rate, trained side by side (f1lib.train.train_runs with
     stack=False): each run's history rows, the last of which also holds the final
-    model's masks of the first `samples` test images (`pack_masks`). On a GPU with
+    model's masks of `samples` test images (`sample_indices`, `pack_masks`). On a GPU with
     bf16 convolutions (`f1lib.hardware.bf16_convolutions`) the network runs under bf16
     autocast, elsewhere in float32; in channels_last memory format on such a GPU and on
     the CPU (`f1lib.hardware.channels_last_convolutions`)."""
@@ -122,10 +122,11 @@ def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: 
                                        lambda reg: evaluation(reg, test_set), checkpoint,
                                        task_loss=F.cross_entropy, bf16=bf16, graph=graph,
                                        stack=False)
+    shown = sample_indices(test_set.big, samples).to(device)
     for rows, model in zip(histories, models, strict=True):
         if rows[-1]["status"] == "finished" and samples:
             model.eval()
-            masks, _ = predict(model, test_set.images[:samples])
+            masks, _ = predict(model, test_set.images[shown])
             rows[-1]["sample_masks"] = pack_masks(masks)
     return histories
 

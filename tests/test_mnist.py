@@ -256,6 +256,22 @@ def test_runs_of_other_data_train_again(tmp_path, monkeypatch):
     assert trained == runs
 
 
+def test_figure_6_keeps_its_final_scores_inside_0_to_1_under_two_seeds_wide_intervals():
+    from f1lib.plots import mnist_figure
+
+    rows = [{"run": run, "method": method, "beta": beta, "seed": seed, "lr_scale": 1.0,
+             "outer": outer, "acc": 0.5 + (0.45 if seed else -0.45), "gap": 0.01,
+             "head_f1": 0.5 + (0.4 if seed else -0.4), "status": "finished"}
+            for run, method, beta in (("baseline", "baseline", 0.0),
+                                      ("paper, β=0.001", "paper", 1e-3))
+            for seed in (0, 1) for outer in (1, 2)]
+    figure = mnist_figure(pd.DataFrame(rows), figure_beta=1e-3)
+    # two seeds 0.9 apart: the t-interval of their mean spans about [-5.2, 6.2]
+    for ax in figure.axes[2:]:
+        low, high = ax.get_ylim()
+        assert -0.05 <= low < 0.05 and 0.95 < high <= 1.05
+
+
 def test_figure_6_marks_a_setting_whose_runs_all_diverged():
     from f1lib.plots import mnist_figure
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from f1lib import Schedule, train
-from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sky_datasets
+from f1lib.data.sky import CocoStuffSky, ProceduralSky, load_batches, sample_indices, sky_datasets
 from f1lib.metrics import per_image_iou, sky_iou, thresholded_iou
 from f1lib.models import SegNet
 from f1lib.sky_study import SkySet, pack_masks, run_sky_study, train_batch, unpack_masks
@@ -200,11 +200,35 @@ def tiny_sky(n_train=28, n_test=7, size=(32, 48)):
     return SkySet.from_batch(train_b, "cpu"), SkySet.from_batch(test_b, "cpu")
 
 
-def test_runs_side_by_side_score_their_masks_and_keep_the_samples():
+@pytest.mark.parametrize("big, samples, expected", [
+    ([0, 0, 1, 0, 1, 1, 0], 4, [2, 4, 0, 1]),  # two big, two small, each in the set's order
+    ([0, 0, 1, 0, 1, 1, 0], 3, [2, 4, 0]),  # the odd one is big
+    ([0, 1, 0, 0, 0], 4, [1, 0, 2, 3]),  # one big only: small ones fill in
+    ([1, 1, 1, 0], 4, [0, 1, 2, 3]),  # one small only: big ones fill in
+    ([0, 0], 4, [0, 1]),  # fewer images than samples: all of them
+    ([1, 0, 1], 0, []),
+])
+def test_the_samples_shown_are_half_big_and_half_small(big, samples, expected):
+    assert sample_indices(torch.tensor(big, dtype=torch.bool), samples).tolist() == expected
+
+
+def test_runs_side_by_side_score_their_masks_and_keep_the_samples(monkeypatch):
+    import f1lib.sky_study
+
     train_set, test_set = tiny_sky()
     runs = [Run("baseline", 0.0, 0), Run("paper", 1e-3, 1)]
+    predicted, predict = [], f1lib.sky_study.predict
+
+    def recorded(model, images):
+        predicted.append(images)
+        return predict(model, images)
+
+    monkeypatch.setattr(f1lib.sky_study, "predict", recorded)
     histories = train_batch(runs, train_set, test_set, Schedule(outer=2, inner=2, batch_size=7),
                             width=0.125, samples=3)
+    # the samples' masks are predicted for the images that sample_indices picks
+    shown = test_set.images[sample_indices(test_set.big, 3)]
+    assert sum(torch.equal(images, shown) for images in predicted) == len(runs)
     for run, rows in zip(runs, histories, strict=True):
         assert [(r["run"], r["seed"], r["outer"]) for r in rows] == [(run.label, run.seed, 1),
                                                                       (run.label, run.seed, 2)]
@@ -353,3 +377,6 @@ def test_figure_8_keeps_the_iou_curves_readable_under_two_seeds_wide_bands():
     low, high = figure.axes[1].get_ylim()
     # the mean curve, 0.905 to 0.915, fills the axis; two seeds' t-bands reach past 1.3
     assert 1.0 <= high <= 1.01 and 0.85 <= low <= 0.905
+    # the final mean IoU's interval, 0.915 +- 0.51, is cut at the score's range, not drawn to 1.4
+    low, high = figure.axes[0].get_xlim()
+    assert 1.0 <= high <= 1.01 and low < 0.5

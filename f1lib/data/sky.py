@@ -74,6 +74,18 @@ class SkyBatch:
         return self.images.shape[0]
 
 
+def sample_indices(big, samples: int) -> Tensor:
+    """Which images a figure of samples shows: the first big ones and the first small ones
+    in the set's order, half of each, the big first; where one kind runs short the other
+    fills in. `big`: (N,) bool, array or tensor."""
+    big = torch.as_tensor(big, dtype=torch.bool).cpu().reshape(-1)
+    positives, negatives = big.nonzero().flatten(), (~big).nonzero().flatten()
+    n_big = min(len(positives), (samples + 1) // 2)
+    n_small = min(len(negatives), samples - n_big)
+    n_big = min(len(positives), samples - n_small)
+    return torch.cat([positives[:n_big], negatives[:n_small]])
+
+
 def _check_indices(indices, n: int) -> Tensor:
     index = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
     if index.numel() and (int(index.min()) < 0 or int(index.max()) >= n):
