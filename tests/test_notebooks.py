@@ -87,3 +87,18 @@ def test_the_api_page_documents_every_public_name_of_f1lib():
     documented = set(re.findall(r"\.\. auto(?:class|function):: f1lib\.(\w+)", page))
     assert "api" in toc_files()
     assert set(f1lib.__all__) <= documented, set(f1lib.__all__) - documented
+
+
+@pytest.mark.parametrize("module", ["f1lib.data.mnist", "f1lib.data.sky", "f1lib.data.gaussians",
+                                    "f1lib.metrics", "f1lib.stats"])
+def test_the_api_page_documents_every_public_function_and_class_of_the_data_and_metrics(module):
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(module)
+    public = {name for name, obj in vars(mod).items()
+              if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+              and obj.__module__ == module}
+    page = (BOOK / "api.md").read_text()
+    documented = set(re.findall(rf"\.\. auto(?:class|function):: {re.escape(module)}\.(\w+)", page))
+    assert public and public <= documented, public - documented

