@@ -151,9 +151,32 @@ def test_segnet_profile_says_where_the_sky_notebooks_step_spends_its_time():
     assert "aten::convolution_backward" in [line.split()[0] for line in ops]
 
 
+def test_steady_rate_differences_out_the_set_up_and_bounds_the_step_when_load_swamps_it(
+        monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from timing import steady_rate
+
+    # 2 s of set-up and 10 ms a step: 3 outer loops of 50 steps against 6
+    calls = []
+
+    def linear(k):
+        calls.append(k)
+        return 2.0 + k * 50 * 0.01
+
+    per_step, fixed = steady_rate(linear, outer=3, inner=50, repeats=2)
+    assert calls == [3, 3, 6, 3, 6]  # a discarded warm-up, then short and long per repeat
+    assert per_step == pytest.approx(0.01) and fixed == pytest.approx(2.0)
+    assert capsys.readouterr().err == ""
+
+    # a load that makes the longer training no slower: 4 s for 3 loops, 3.9 s for 6
+    per_step, fixed = steady_rate(lambda k: {3: 4.0, 6: 3.9}[k], outer=3, inner=50, repeats=1)
+    assert per_step == pytest.approx(3.9 / 300) and fixed == 0.0
+    assert "timings too noisy to difference" in capsys.readouterr().err
+
+
 def test_segnet_benchmark_compares_the_naive_loop_fp32_and_bf16_channels_last():
-    # 30 steps between the two trainings that steady_rate differences: fewer, and a busy
-    # machine could make the longer one no slower ("timings too noisy")
+    # 30 steps between the two trainings that steady_rate differences: with fewer, a busy
+    # machine more often makes the longer one no slower, and the rows upper bounds
     lines = run("segnet.py", "--size", "32", "48", "--width", "0.125", "--inner", "30",
                 "--images", "28", "--repeats", "1", "--steps", "4")
     rows = {line[:20].strip(): line[20:].split() for line in table(lines, "mode")}
