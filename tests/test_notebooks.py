@@ -44,6 +44,21 @@ def test_notebook_is_parameterised_listed_and_error_free(path):
                     f"{path.name} shows a repr: {shown}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_setting_of_a_notebooks_profiles_is_one_of_its_parameters(path):
+    # papermill, reproduce --set and a reader in Colab reach a setting through the parameters
+    # cell only: one that the profiles hold but the cell lacks cannot be changed
+    import ast
+
+    from f1lib.profiles import PROFILES
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    names = {target.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+             for target in node.targets}
+    assert names == {"profile", *PROFILES[path.stem]["defaults"]}
+
+
 def test_an_erratum_that_points_to_a_pages_note_on_its_outputs_has_that_note(monkeypatch):
     # README and the claims page may point at a chapter's note on where its outputs came from
     # (a cell tagged NOTE_TAG, which benchmarks/collect_call.py drops when new outputs

