@@ -7,6 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -210,6 +211,9 @@ def tiny_sky(n_train=28, n_test=7, size=(32, 48)):
 ])
 def test_the_samples_shown_are_half_big_and_half_small(big, samples, expected):
     assert sample_indices(torch.tensor(big, dtype=torch.bool), samples).tolist() == expected
+    assert sample_indices(np.array(big, dtype=bool), samples).tolist() == expected  # numpy too
+    with pytest.raises(ValueError, match="samples"):
+        sample_indices(torch.tensor(big, dtype=torch.bool), -1)
 
 
 def test_runs_side_by_side_score_their_masks_and_keep_the_samples(monkeypatch):

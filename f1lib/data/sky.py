@@ -78,6 +78,8 @@ def sample_indices(big, samples: int) -> Tensor:
     """Which images a figure of samples shows: the first big ones and the first small ones
     in the set's order, half of each, the big first; where one kind runs short the other
     fills in. `big`: (N,) bool, array or tensor."""
+    if samples < 0:
+        raise ValueError(f"samples must be >= 0, got {samples}")
     big = torch.as_tensor(big, dtype=torch.bool).cpu().reshape(-1)
     positives, negatives = big.nonzero().flatten(), (~big).nonzero().flatten()
     n_big = min(len(positives), (samples + 1) // 2)
