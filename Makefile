@@ -1,5 +1,6 @@
 # The two commands: `make book` and `make test`. Each sets itself up first.
-#   make reproduce PROFILE=smoke|quick|paper|auto [JOBS=n]   re-run every notebook in place
+#   make reproduce PROFILE=smoke|quick|paper|auto [JOBS=n] [SET="name=value ..."]
+#                                                  re-run every notebook in place
 #   make book                                      reproduce (profile auto), then build the HTML
 #   make html                                      build the HTML from the stored outputs
 #   make test                                      unit tests, nbval on every notebook (smoke),
@@ -11,6 +12,9 @@ VENV ?= .venv
 PROFILE ?= auto
 # notebooks run at once by `make reproduce` (on a GPU machine, 4: the CPU-bound ones beside)
 JOBS ?= 1
+# notebook parameters over the profile's, as `name=value` words (Python literals without
+# spaces, strings in double quotes): SET='download=True variants=["stable"]'
+SET ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # MathJax, served by the book itself (no CDN: the book and its browser test work offline),
@@ -31,7 +35,7 @@ $(STAMP): pyproject.toml
 
 # PROFILE=auto leaves F1LIB_PROFILE as the caller set it (else: paper on CUDA, quick on CPU)
 reproduce: $(STAMP)
-	$(BIN)/python -m f1lib.reproduce --profile $(PROFILE) --jobs $(JOBS)
+	$(BIN)/python -m f1lib.reproduce --profile $(PROFILE) --jobs $(JOBS) $(foreach s,$(SET),--set '$(s)')
 
 book: reproduce html
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,23 @@ def test_settings_are_python_literals():
     for bad in ("cuda_graph", "1x=2", "name=not a literal"):
         with pytest.raises(Exception, match="--set"):
             parse_setting(bad)
+
+
+def test_make_reproduce_passes_each_word_of_SET_as_a_setting():
+    import shlex
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    root = Path(__file__).resolve().parents[1]
+    shown = subprocess.run(["make", "-n", "reproduce", "PROFILE=smoke",
+                            'SET=download=True variants=["stable"]'],
+                           cwd=root, capture_output=True, text=True, check=True).stdout
+    command = shlex.split(next(line for line in shown.splitlines() if "f1lib.reproduce" in line))
+    assert command[command.index("--profile") + 1] == "smoke"
+    settings = [command[i + 1] for i, word in enumerate(command) if word == "--set"]
+    assert settings == ["download=True", 'variants=["stable"]']  # the shell keeps the quotes
+    assert [parse_setting(text) for text in settings] == [("download", True),
+                                                          ("variants", ["stable"])]
 
 
 def test_a_setting_that_no_notebook_declares_is_refused_before_any_notebook_runs(
