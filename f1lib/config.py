@@ -80,3 +80,11 @@ def check_variant(variant: str) -> str:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
     return variant
+
+
+def check_variants(variants) -> list[str]:
+    """A study's variants: one or more of VARIANTS, each once."""
+    variants = list(variants)
+    if not variants or len(set(variants)) != len(variants):
+        raise ValueError(f"variants: one or more of {VARIANTS}, each once; got {variants!r}")
+    return [check_variant(v) for v in variants]

@@ -21,8 +21,8 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from .config import F1Hyper, Schedule
-from .data.gaussians import gaussian_problem
+from .config import F1Hyper, Schedule, check_variants
+from .data.gaussians import check_problem_size, gaussian_problem
 from .lp import f1_score, hinge_f1_bound, solve_lp
 from .models import FixedFeatures
 from .progress import progress_bar
@@ -56,8 +56,14 @@ def chapter_problems(config: dict) -> list[Problem]:
     """The lp_bound chapter's problems from its configuration (`f1lib.profiles`): each
     (separation, offset) of `problems`, of `n_examples` points, `positive_fraction` of them
     positive."""
+    problems = config["problems"]
+    if not problems or any(not isinstance(pair, (list, tuple)) or len(pair) != 2
+                           for pair in problems):
+        raise ValueError(f"problems: a list of one or more [separation, offset] pairs, got "
+                         f"{problems!r}")
+    check_problem_size(config["n_examples"], config["positive_fraction"])
     return [Problem(separation, offset, config["n_examples"], config["positive_fraction"])
-            for separation, offset in config["problems"]]
+            for separation, offset in problems]
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,7 @@ def lp_jobs(problems: list[Problem], variants: list[str], seeds: int,
     """One job per variant and size of problem (n_examples, positive_fraction): every run
     that can be stacked is, as a stacked step of 30 such runs costs about what one of
     five does (benchmarks/lp_runs.py)."""
+    variants = check_variants(variants)
     sizes: dict[tuple[int, float], list[Problem]] = {}
     for problem in problems:
         sizes.setdefault((problem.n_examples, problem.positive_fraction), []).append(problem)

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .config import F1Hyper, Schedule
+from .config import F1Hyper, Schedule, check_variants
 from .files import replace_atomically
 from .progress import progress_bar
 from .regularizer import F1Regularizer
@@ -83,6 +83,7 @@ def run_matrix(variants: list[str], betas: list[float], seeds: int,
                successor_baseline: bool = False) -> list[Run]:
     """The baseline and every (variant, beta), each for seeds 0 .. seeds-1; with
     `successor_baseline`, also the baseline at a tenth of the learning rate."""
+    variants = check_variants(variants)
     methods = [("baseline", 0.0, 1.0)]
     if successor_baseline:
         methods.append(("baseline", 0.0, 0.1))

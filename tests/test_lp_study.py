@@ -7,7 +7,7 @@ import torch
 
 from f1lib import F1Hyper, F1Regularizer, FixedFeatures, Schedule, TensorData, train
 from f1lib.lp import f1_score, hinge_f1_bound
-from f1lib.lp_study import Job, Problem, lp_jobs, run_job, run_lp_study
+from f1lib.lp_study import Job, Problem, chapter_problems, lp_jobs, run_job, run_lp_study
 
 SCHEDULE = Schedule(outer=3, inner=40, batch_size=30)
 PROBLEM = Problem(1.5, 5.0)
@@ -58,6 +58,27 @@ def test_a_job_refuses_problems_whose_positives_differ():
     other = Problem(1.5, 5.0, n_examples=120, positive_fraction=0.5)
     with pytest.raises(ValueError, match="positives differ"):
         run_job(Job((PROBLEM, other), "stable", (0,), SCHEDULE))
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"problems": []}, "one or more"),
+    ({"problems": [[1.5]]}, "pairs"),
+    ({"problems": [1.5, 0.0]}, "pairs"),
+    ({"positive_fraction": 1.5}, "positive_fraction"),
+    ({"n_examples": 1}, "n >= 2"),
+])
+def test_the_chapters_problems_refuse_a_bad_setting_before_any_training(setting, message):
+    config = {"problems": [[1.5, 0.0]], "n_examples": 120, "positive_fraction": 1 / 3}
+    assert chapter_problems(config) == [Problem(1.5, 0.0, 120, 1 / 3)]
+    with pytest.raises(ValueError, match=message):
+        chapter_problems({**config, **setting})
+
+
+def test_jobs_refuse_variants_that_are_not_one_or_more_known_ones_each_once():
+    problems = [Problem(1.5, 0.0)]
+    for variants in ([], ["stable", "stable"], ["sgd"]):
+        with pytest.raises(ValueError, match="variant"):
+            lp_jobs(problems, variants, 1, Schedule(outer=1, inner=1, batch_size=10))
 
 
 def test_jobs_stack_every_problem_of_one_size_and_variant():

@@ -31,6 +31,11 @@ def test_the_run_matrix_and_its_labels():
         Run("baseline", 1e-3, 0)
     with pytest.raises(ValueError, match="unknown method"):
         Run("adam", 1e-3, 0)
+    # a notebook's variants parameter: one or more known variants, each once
+    for variants, message in (([], "one or more"), (["paper", "paper"], "each once"),
+                              (["baseline"], "unknown variant"), (["adam"], "unknown variant")):
+        with pytest.raises(ValueError, match=message):
+            run_matrix(variants, [1e-3], seeds=1)
 
 
 def test_summary_averages_finished_runs_with_a_t_interval():

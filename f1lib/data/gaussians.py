@@ -6,6 +6,12 @@ import torch
 from torch import Tensor
 
 
+def check_problem_size(n: int, positive_fraction: float) -> None:
+    """A problem needs two points at least, and a positive fraction strictly inside (0, 1)."""
+    if n < 2 or not 0 < positive_fraction < 1:
+        raise ValueError(f"need n >= 2 and 0 < positive_fraction < 1; got {n}, {positive_fraction}")
+
+
 def gaussian_problem(n: int = 120, separation: float = 1.5, offset: float = 0.0,
                      positive_fraction: float = 1 / 3, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Two unit-variance 2-D Gaussian classes, `separation` apart along x.
@@ -14,8 +20,7 @@ def gaussian_problem(n: int = 120, separation: float = 1.5, offset: float = 0.0,
     classes by (offset, offset): the LP without a bias cannot follow the
     shift, the LP with one is unchanged by it.
     """
-    if n < 2 or not 0 < positive_fraction < 1:
-        raise ValueError(f"need n >= 2 and 0 < positive_fraction < 1; got {n}, {positive_fraction}")
+    check_problem_size(n, positive_fraction)
     n_pos = max(1, min(n - 1, round(n * positive_fraction)))
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 2, generator=g, dtype=torch.float64)
