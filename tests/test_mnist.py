@@ -266,7 +266,7 @@ def test_figure_6_keeps_its_final_scores_inside_0_to_1_under_two_seeds_wide_inte
                                       ("paper, β=0.001", "paper", 1e-3))
             for seed in (0, 1) for outer in (1, 2)]
     figure = mnist_figure(pd.DataFrame(rows), figure_beta=1e-3)
-    # two seeds 0.9 apart: the t-interval of their mean spans about [-5.2, 6.2]
+    # accuracies 0.9 apart in two seeds: the t-interval of their mean spans about [-5.2, 6.2]
     for ax in figure.axes[2:]:
         low, high = ax.get_ylim()
         assert -0.05 <= low < 0.05 and 0.95 < high <= 1.05
