@@ -195,6 +195,11 @@ def sky_histogram_figure(fractions: dict, threshold: float, beta: tuple[float, f
     return fig
 
 
+def fraction_label(fraction, big) -> str:
+    """How the sample figures label a sky image: its sky fraction, and big or small."""
+    return f"{float(fraction):.2f} ({'big' if big else 'small'})"
+
+
 def sky_samples_figure(images, masks, fractions, threshold: float, columns: int = 8):
     """Sample images above, the same with the sky mask tinted below, titled by fraction."""
     style()
@@ -207,8 +212,7 @@ def sky_samples_figure(images, masks, fractions, threshold: float, columns: int 
             [1.0, 0.0, 0.6])
         axes[0, k].imshow(picture)
         axes[1, k].imshow(overlay)
-        label = "big" if fractions[k] >= threshold else "small"
-        axes[0, k].set_title(f"{float(fractions[k]):.2f} ({label})", fontsize=8)
+        axes[0, k].set_title(fraction_label(fractions[k], fractions[k] >= threshold), fontsize=8)
         for ax in axes[:, k]:
             ax.axis("off")
     fig.tight_layout()
@@ -251,7 +255,7 @@ def segmentation_figure(history: pd.DataFrame, summary: pd.DataFrame):
 
 def segmentation_samples_figure(images, truth, predictions: dict, row_labels=None):
     """The same test images for every method: image, true sky, each method's sky; under
-    each image its row's label (`row_labels`, optional: say its sky fraction)."""
+    each image its row's label (`row_labels`, optional: `fraction_label`)."""
     style()
     n = len(images)
     columns = 2 + len(predictions)
