@@ -198,7 +198,7 @@ def test_a_signal_between_replayed_steps_stops_there_and_resumes_on_cuda(tmp_pat
     # outer loop 2, after the capture), and the checkpoint must hold the replayed steps
     import signal
 
-    import f1lib.train as trainer
+    from f1lib.steps import CapturedStep  # `import f1lib.train` would give the function
 
     betas, schedule = [0.0, 0.1], Schedule(outer=3, inner=6, batch_size=16)
 
@@ -208,7 +208,7 @@ def test_a_signal_between_replayed_steps_stops_there_and_resumes_on_cuda(tmp_pat
                           checkpoint=checkpoint, checkpoint_interval=1e9, progress=False)
 
     whole = trained()
-    calls, replay = itertools.count(1), trainer.CapturedStep.__call__
+    calls, replay = itertools.count(1), CapturedStep.__call__
 
     def signalled(self, idx):
         if next(calls) == 6 + 3:
@@ -217,7 +217,7 @@ def test_a_signal_between_replayed_steps_stops_there_and_resumes_on_cuda(tmp_pat
 
     ckpt = tmp_path / "runs.ckpt"
     with monkeypatch.context() as patch:
-        patch.setattr(trainer.CapturedStep, "__call__", signalled)
+        patch.setattr(CapturedStep, "__call__", signalled)
         with pytest.raises(KeyboardInterrupt):
             trained(ckpt)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
