@@ -182,7 +182,7 @@ for name in $benches; do
 done
 
 # 3. the notebooks not yet finished, stopped in time for the tarball
-todo=()
+todo=() launched=()
 for name in $all; do settled "$name" || todo+=("$name"); done
 # At its limit, reproduce interrupts the notebooks' kernels and gives them GRACE seconds to
 # write their studies' checkpoints at the step they stop (f1lib.signals.HeldSignals); 20 s more
@@ -190,6 +190,7 @@ for name in $all; do settled "$name" || todo+=("$name"); done
 GRACE=15
 if [ ${#todo[@]} -gt 0 ] && [ "$(left)" -gt $(( 30 + GRACE )) ]; then
     say "notebooks: ${todo[*]} (profile $PROFILE ${extra[*]}), for at most $(( $(left) - 20 )) s"
+    launched=("${todo[@]}")
     start=$(date +%s)
     # lp_bound stacks all runs of a variant, so its two jobs want two processes; the other
     # cores stay with the GPU notebooks' host threads
@@ -227,8 +228,12 @@ if [ -n "$fingerprint" ]; then
         echo "$fingerprint" > "$folder/FINGERPRINT" && stamps+=("$folder/FINGERPRINT")
     done
 fi
-# and the notebooks' logs (a stopped notebook's partial copy, beside them, stays here)
-mapfile -t logs < <(ls .cache/reproduce/*.log 2>/dev/null)
+# and the logs of the notebooks that ran in this call (a stopped notebook's partial copy,
+# beside them, stays here); an earlier call's logs, still on the warm machine, came back then
+logs=()
+for name in "${launched[@]}"; do
+    [ -e ".cache/reproduce/$name.log" ] && logs+=(".cache/reproduce/$name.log")
+done
 tar czf "$OUT/results.tgz" -T /dev/null "${outputs[@]}" "${runs_done[@]}" "${stamps[@]}" \
     "${logs[@]}"  # -T /dev/null: an empty tarball, not an error, when there is nothing
 say "results.tgz: ${#finished[@]} notebooks (${finished[*]}), ${#outputs[@]} files, ${#runs_done[@]} finished runs of unfinished notebooks"
