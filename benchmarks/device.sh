@@ -34,7 +34,7 @@
 # claims table.
 # Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S
 # (570), BENCH (1: every benchmark; 0: none; or the names of those to run: smnist,
-# segnet, profile, segnet-profile and segnet-concurrent), PY (python3), CUDA_TESTS (1; 0
+# segnet, profile, segnet-profile, segnet-concurrent and cpu-share), PY (python3), CUDA_TESTS (1; 0
 # skips them, see step 1), SET (notebook parameters, NAME=VALUE ..., passed to
 # f1lib.reproduce --set; for rehearsals, see benchmarks/RESULTS.md).
 # Its progress is kept in .cache/device (rm -r it to start over). Here, without a GPU:
@@ -75,7 +75,7 @@ for folder in .device/runs/*/; do
         cp "$file" "$target" && carried=$(( carried + 1 ))
     done
 done
-every="smnist segnet profile segnet-profile segnet-concurrent"
+every="smnist segnet profile segnet-profile segnet-concurrent cpu-share"
 case $BENCH in 1) benches=$every ;; 0) benches="" ;; *) benches=$BENCH ;; esac
 for name in $benches; do
     if [[ " $every " != *" $name "* ]]; then
@@ -178,6 +178,8 @@ for name in $benches; do
         # whether the sky notebook's runs would train faster side by side (estimate)
         segnet-concurrent) bench segnet-concurrent segnet 120 --concurrent 3 --size 128 192 \
             --inner 100 --repeats 2 ;;
+        # four kernels' CPU work at once: torch's threads, or f1lib.reproduce's share (estimate)
+        cpu-share) bench cpu-share cpu_share 60 --repeats 1 ;;
     esac
 done
 

@@ -11,10 +11,12 @@ Python literal); a name that no notebook of the book declares is refused.
 `--only` names the notebooks to run (their file stems); the others keep their
 stored outputs. `--jobs N` runs N notebooks at once: on a
 GPU machine the CPU-bound ones (lp_bound, sky_histogram) then run beside the
-GPU-bound ones. SIGTERM stops the notebooks still running, as Ctrl-C does: each
-kernel is interrupted, as Jupyter's interrupt button does, so that a study in
-training writes its checkpoint at the step it stops (f1lib.signals.HeldSignals),
-and what has not ended `--grace` seconds later is killed.
+GPU-bound ones, and each gets an equal share of the cores as its CPU threads
+($OMP_NUM_THREADS, unless it is set). SIGTERM stops the notebooks still
+running, as Ctrl-C does: each kernel is interrupted, as Jupyter's interrupt
+button does, so that a study in training writes its checkpoint at the step it
+stops (f1lib.signals.HeldSignals), and what has not ended `--grace` seconds
+later is killed.
 Notebooks save their own figures and provenance (with their wall time, which
 sharing the machine lengthens); each one's log goes to .cache/reproduce/, and
 every minute a line says how far each running notebook is (papermill's count of
@@ -80,6 +82,26 @@ class Staged:
         for path, data in self.before.items():
             if not path.exists():
                 path.write_bytes(data)
+
+
+THREADS_ENV = "OMP_NUM_THREADS"  # torch's intra-op threads, and OpenBLAS's, at start-up
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def kernel_threads(at_once: int, cores: int) -> int:
+    """CPU threads for each of `at_once` notebooks that run together on `cores` cores: an
+    equal share. Left alone, each kernel's torch starts one thread per core, and threads
+    that outnumber the cores wait on each other: four notebooks at once on the H200 machine's
+    16 cores took sky_histogram 164 s, which takes 13 s alone on this project's 2-core VM
+    (benchmarks/RESULTS.md, 2026-11-28; benchmarks/cpu_share.py measures the effect)."""
+    return max(1, cores // at_once)
 
 
 STATUS_INTERVAL_S = 60.0  # how often a line says how far the running notebooks are
@@ -207,6 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, PROGRESS_ENV: "0"}
     if args.profile != "auto":
         env["F1LIB_PROFILE"] = args.profile
+    at_once = min(args.jobs, len(notebooks))
+    if at_once > 1 and THREADS_ENV not in os.environ:  # a value set by hand is kept
+        cores = usable_cores()
+        share = kernel_threads(at_once, cores)
+        env[THREADS_ENV] = str(share)
+        print(f"== {at_once} notebooks at once on {cores} cores: {share} CPU "
+              f"thread{'s' if share != 1 else ''} each (${THREADS_ENV}; set it to choose)",
+              flush=True)
 
     def launch(notebook: Path) -> tuple[subprocess.Popen, float, Staged]:
         parameters = {k: v for k, v in args.settings if k in declared[notebook]}

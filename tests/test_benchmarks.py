@@ -112,6 +112,18 @@ def naive_and_f1lib_states(monkeypatch, task: str, variant: str):
             {**model.state_dict(), **reg.state_dict()}, run())
 
 
+def test_cpu_share_benchmark_runs_painters_alone_together_and_with_reproduces_share():
+    from f1lib.reproduce import kernel_threads, usable_cores
+
+    lines = run("cpu_share.py", "--processes", "2", "--images", "6", "--repeats", "1")
+    rows = [line.rsplit(None, 4) for line in table(lines, "round")]
+    assert [(r[0], int(r[1])) for r in rows] == [("alone, default threads", 1),
+                                                 ("together, default threads", 2),
+                                                 ("together, an equal share", 2)]
+    assert int(rows[2][2]) == kernel_threads(2, usable_cores())
+    assert rows[0][4] == "1.00x" and all(float(r[3]) > 0 for r in rows)
+
+
 @pytest.mark.parametrize("variant", ["paper", "stable"])
 @pytest.mark.parametrize("task", ["lp", "smnist", "sky"])
 def test_the_naive_loop_given_f1libs_minibatches_ends_where_f1lib_train_does(
@@ -330,7 +342,8 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
     first = stand_in_device(tmp_path, BENCH="1", BENCH_EXIT=str(bench_exit))
     assert [call[0] for call in first] == ["-m", "benchmarks/smnist.py", "benchmarks/segnet.py",
                                            "benchmarks/smnist.py", "benchmarks/segnet.py",
-                                           "benchmarks/segnet.py", "-m"]
+                                           "benchmarks/segnet.py", "benchmarks/cpu_share.py",
+                                           "-m"]
     assert "--profile" in first[3] and "--profile" not in first[1]
     assert "--profile" in first[4] and "--profile" not in first[2]
     assert "--concurrent" in first[5] and "--profile" not in first[5]
@@ -344,11 +357,12 @@ def test_device_script_benchmarks_first_and_once_whatever_their_outcome(tmp_path
 def test_device_script_leaves_a_benchmark_for_the_next_call_when_too_little_time_is_left(
         tmp_path):
     # 110 s: too little for smnist.py's and segnet-concurrent's estimated 120 s with a
-    # margin; segnet.py's 75 s and the profiles' 60 s each fit (the stand-in takes no time)
+    # margin; segnet.py's 75 s and the profiles' and cpu_share.py's 60 s each fit (the
+    # stand-in takes no time)
     first = stand_in_device(tmp_path, BENCH="1", LIMIT_S="110")
     assert [call[:2] for call in first if call[0].startswith("benchmarks")] == \
         [["benchmarks/segnet.py", "--repeats"], ["benchmarks/smnist.py", "--profile"],
-         ["benchmarks/segnet.py", "--profile"]]
+         ["benchmarks/segnet.py", "--profile"], ["benchmarks/cpu_share.py", "--repeats"]]
     log = (tmp_path / "out" / "device.log").read_text()
     assert "benchmarks/smnist.py waits" in log
     assert "benchmarks/segnet.py (segnet-concurrent) waits" in log

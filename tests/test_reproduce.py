@@ -18,7 +18,7 @@ pytest.importorskip("papermill")
 
 from f1lib.ledger import END, START  # noqa: E402
 from f1lib.provenance import Provenance  # noqa: E402
-from f1lib.reproduce import main, parse_setting  # noqa: E402
+from f1lib.reproduce import kernel_threads, main, parse_setting  # noqa: E402
 
 
 def notebook(parameters: str, body: str):
@@ -171,6 +171,37 @@ def test_a_long_run_says_how_far_each_running_notebook_is(tmp_path, monkeypatch,
               if line.startswith("== running: ")]
     # papermill's own count, read from its log: the parameters cell done, the sleep running
     assert "== running: a.ipynb (1 of 3 cells done, 0 min)" in status, status
+
+
+@pytest.mark.parametrize("at_once, cores, each", [(2, 16, 8), (4, 16, 4), (3, 16, 5),
+                                                   (4, 2, 1), (1, 2, 2)])
+def test_notebooks_run_together_share_the_cores_equally(at_once, cores, each):
+    assert kernel_threads(at_once, cores) == each
+
+
+def test_each_of_the_notebooks_run_together_gets_its_share_of_threads_unless_set_by_hand(
+        tmp_path, monkeypatch, capsys):
+    book = make_book(tmp_path)
+    for name in ("a", "b"):
+        nbformat.write(notebook("n = 1", "import json, os, torch\njson.dump([os.environ.get("
+                                         f"'OMP_NUM_THREADS'), torch.get_num_threads()], "
+                                         f"open('{name}.threads', 'w'))"),
+                       book / f"{name}.ipynb")
+
+    def threads():
+        return [json.loads((book / f"{name}.threads").read_text()) for name in ("a", "b")]
+
+    # two cores, as if this machine's: torch's default would start two threads per kernel
+    monkeypatch.setattr("f1lib.reproduce.usable_cores", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    # two notebooks under --jobs 4 run two at once: a core each
+    assert main(["--profile", "smoke", "--book", str(book), "--jobs", "4"]) == 0
+    assert threads() == [["1", 1], ["1", 1]]
+    assert "2 notebooks at once on 2 cores: 1 CPU thread each" in capsys.readouterr().out
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    assert main(["--profile", "smoke", "--book", str(book), "--jobs", "2"]) == 0
+    assert [setting for setting, _ in threads()] == ["7", "7"]
+    assert "at once on" not in capsys.readouterr().out
 
 
 def test_only_runs_the_named_notebooks_and_refuses_unknown_names(tmp_path):
