@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import nbformat
 
 from f1lib.ledger import update_readme
-from f1lib.provenance import run_git
+from f1lib.provenance import hardware_text, run_git
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTE_TAG = "outputs-note"
@@ -135,7 +135,7 @@ def collect(files_at: Path, session: Path, root: Path = ROOT) -> list[str]:
             commit = record.get("git", {}).get("commit") or "unknown"
             report.append(
                 f"  {name}: {record['notebook']}, profile {record['profile']}, "
-                f"{record['device'].get('gpu') or record['device']['torch_device']}, "
+                f"{hardware_text(record['device'])}, "
                 f"{record['wall_time_s']} s, commit {commit[:7]} ({git_note(root, commit)})")
 
     for folder, fingerprint in sorted(fingerprints.items()):

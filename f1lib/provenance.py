@@ -110,8 +110,13 @@ def git_state() -> dict:
     return {"commit": commit, "library_modified": None if status is None else bool(status)}
 
 
-def device_info() -> dict:
-    info = {"torch_device": "cuda" if torch.cuda.is_available() else "cpu",
+def device_info(computed_on: str | None = None) -> dict:
+    """The machine, and `computed_on`: the torch device type that the notebook computed on
+    (default: CUDA where there is one). The GPU's name is kept either way: it names the
+    machine."""
+    if computed_on is None:
+        computed_on = "cuda" if torch.cuda.is_available() else "cpu"
+    info = {"torch_device": torch.device(computed_on).type,
             "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "platform": platform.platform()}
     if torch.cuda.is_available():
@@ -145,10 +150,14 @@ def _jsonable(value: Any) -> Any:
 class Provenance:
     """Started in a notebook's first cells; `save` writes a figure and its record."""
 
-    def __init__(self, notebook: str, profile: str, parameters: dict):
+    def __init__(self, notebook: str, profile: str, parameters: dict,
+                 device: str | None = None):
+        """`device`: what the notebook computes on, where not CUDA whenever there is one
+        (the CPU chapters: "cpu")."""
         self.notebook = notebook
         self.profile = profile
         self.parameters = dict(parameters)
+        self.device = None if device is None else torch.device(device).type
         self.started = time.perf_counter()
         self.folder = figures_dir(profile)
         self.resumed = False
@@ -189,7 +198,7 @@ class Provenance:
             "profile": self.profile,
             "parameters": self.parameters,
             "git": git_state(),
-            "device": device_info(),
+            "device": device_info(self.device),
             "versions": versions(),
             "wall_time_s": round(time.perf_counter() - self.started, 1),
             **({} if training_s is None else {"training_s": round(float(training_s), 1)}),
@@ -231,13 +240,24 @@ def notebook_outputs(figures: Path, notebook: str) -> list[Path]:
             for file in (path, *(path.parent / name for name in record["files"]))]
 
 
+def hardware_text(device: dict) -> str:
+    """What a record's `device` computed on, in words: the GPU, or the CPU (and the GPU of
+    its machine, where the notebook kept to the CPU beside one)."""
+    cpu = f"CPU ({device.get('cpu_count')} cores)"
+    if not device.get("gpu"):
+        return cpu
+    if device.get("torch_device") == "cuda":
+        return device["gpu"]
+    return f"the {cpu} of a machine with an {device['gpu']}"
+
+
 def provenance_markdown(record: dict) -> str:
     """The provenance note printed under a figure, from its JSON record."""
     git, device, lib = record["git"], record["device"], record["versions"]
     commit = (git.get("commit") or "unknown")[:7]
     if git.get("library_modified"):
         commit += " with uncommitted changes to f1lib"
-    hardware = device.get("gpu") or f"CPU ({device.get('cpu_count')} cores)"
+    hardware = hardware_text(device)
     libraries = ", ".join(f"{k} {v}" for k, v in lib.items())
     parameters = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in record["parameters"].items())
     took = f"in {record['wall_time_s']:g} s of notebook time"

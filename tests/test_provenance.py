@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from f1lib.provenance import Provenance, figures_dir, notebook_outputs, repo_root  # noqa: E402
 
@@ -55,6 +56,23 @@ def test_record_holds_what_made_the_figure(tmp_path, monkeypatch):
     assert record["results"] == {"gap": 0.25, "bad": None}  # NaN is not valid JSON
     assert record["training_s"] == 12.3
     assert record["resumed"] is False
+
+
+def test_a_notebook_that_keeps_to_the_cpu_of_a_gpu_machine_records_the_cpu(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("F1LIB_FIGURES", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "NVIDIA H200")
+
+    def device(**chosen):
+        path = Provenance("a.ipynb", "quick", {}, **chosen).save("a")
+        return json.loads(path.read_text())["device"]
+
+    assert (device()["torch_device"], device()["gpu"]) == ("cuda", "NVIDIA H200")
+    assert (device(device="cpu")["torch_device"], device(device="cpu")["gpu"]) == \
+        ("cpu", "NVIDIA H200")
+    with pytest.raises(RuntimeError, match="gpu"):
+        Provenance("a.ipynb", "quick", {}, device="gpu")
 
 
 def test_a_record_cut_short_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
@@ -109,6 +127,10 @@ def test_the_note_under_a_figure_says_what_made_it():
     cpu = dict(record, device={"torch_device": "cpu", "cpu_count": 2},
                git={"commit": "abc", "library_modified": False})
     assert "CPU (2 cores)" in provenance_markdown(cpu)
+    # a CPU chapter run on a GPU machine names the CPU it computed on, and the machine
+    beside = dict(record, device={"torch_device": "cpu", "cpu_count": 16, "gpu": "NVIDIA H200"})
+    assert "on the CPU (16 cores) of a machine with an NVIDIA H200, at" in \
+        provenance_markdown(beside)
     assert "uncommitted" not in provenance_markdown(cpu)
     assert "training" not in note  # a figure without runs to train says nothing of it
     # a notebook's wall time counts its own execution; its runs' training time also counts
