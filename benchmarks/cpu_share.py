@@ -4,7 +4,7 @@
 torch starts one thread per core, so N kernels start N threads per core. This runs the
 CPU work that both sky chapters start with, painting procedural scenes
 (f1lib.data.sky.ProceduralSky), in N processes at once, twice: with torch's default
-threads, and with the share that f1lib.reproduce gives each kernel
+threads, and with the share that f1lib.reproduce gives each kernel on a CUDA machine
 (f1lib.reproduce.kernel_threads, through $OMP_NUM_THREADS). One process alone, with the
 default threads, is the reference. Each process reports its own painting time, set-up
 (imports, the textures' warm-up) excluded; the table gives the slowest of each round, the

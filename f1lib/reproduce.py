@@ -11,8 +11,8 @@ Python literal); a name that no notebook of the book declares is refused.
 `--only` names the notebooks to run (their file stems); the others keep their
 stored outputs. `--jobs N` runs N notebooks at once: on a
 GPU machine the CPU-bound ones (lp_bound, sky_histogram) then run beside the
-GPU-bound ones, and each gets an equal share of the cores as its CPU threads
-($OMP_NUM_THREADS, unless it is set). SIGTERM stops the notebooks still
+GPU-bound ones, and on a CUDA machine each gets an equal share of the cores as
+its CPU threads ($OMP_NUM_THREADS, unless it is set). SIGTERM stops the notebooks still
 running, as Ctrl-C does: each kernel is interrupted, as Jupyter's interrupt
 button does, so that a study in training writes its checkpoint at the step it
 stops (f1lib.signals.HeldSignals), and what has not ended `--grace` seconds
@@ -99,9 +99,21 @@ def kernel_threads(at_once: int, cores: int) -> int:
     """CPU threads for each of `at_once` notebooks that run together on `cores` cores: an
     equal share. Left alone, each kernel's torch starts one thread per core, and threads
     that outnumber the cores wait on each other: four notebooks at once on the H200 machine's
-    16 cores took sky_histogram 164 s, which takes 13 s alone on this project's 2-core VM
+    16 cores took sky_histogram 164 s, which takes 13 s alone on this project's 2-core VM,
+    and sky_segmentation's scenes 3 min to paint before its training, 7 s alone
     (benchmarks/RESULTS.md, 2026-11-28; benchmarks/cpu_share.py measures the effect)."""
     return max(1, cores // at_once)
+
+
+def shares_threads() -> bool:
+    """Whether notebooks run at once get `kernel_threads`: on a CUDA machine, where their
+    CPU work is set-up (painting scenes, reading digits) and the GPU trains. On a CPU-only
+    machine the notebooks train on the CPU, and a share fixed at launch would keep a long
+    notebook at its share after the short ones end: the quick profile's two sky chapters
+    took 92.8 s so against 82.2 and 90.1 s with torch's threads (benchmarks/RESULTS.md)."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 STATUS_INTERVAL_S = 60.0  # how often a line says how far the running notebooks are
@@ -230,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile != "auto":
         env["F1LIB_PROFILE"] = args.profile
     at_once = min(args.jobs, len(notebooks))
-    if at_once > 1 and THREADS_ENV not in os.environ:  # a value set by hand is kept
+    # a value set by hand is kept
+    if at_once > 1 and THREADS_ENV not in os.environ and shares_threads():
         cores = usable_cores()
         share = kernel_threads(at_once, cores)
         env[THREADS_ENV] = str(share)

@@ -191,9 +191,16 @@ def test_each_of_the_notebooks_run_together_gets_its_share_of_threads_unless_set
     def threads():
         return [json.loads((book / f"{name}.threads").read_text()) for name in ("a", "b")]
 
-    # two cores, as if this machine's: torch's default would start two threads per kernel
+    # two cores, as if this machine's
     monkeypatch.setattr("f1lib.reproduce.usable_cores", lambda: 2)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    # on a CPU-only machine, where the notebooks train on the CPU, torch's threads stay
+    monkeypatch.setattr("f1lib.reproduce.shares_threads", lambda: False)
+    assert main(["--profile", "smoke", "--book", str(book), "--jobs", "2"]) == 0
+    assert [setting for setting, _ in threads()] == [None, None]
+    assert "at once on" not in capsys.readouterr().out
+    # on a GPU machine, where they paint or read their data on the CPU and train on the GPU
+    monkeypatch.setattr("f1lib.reproduce.shares_threads", lambda: True)
     # two notebooks under --jobs 4 run two at once: a core each
     assert main(["--profile", "smoke", "--book", str(book), "--jobs", "4"]) == 0
     assert threads() == [["1", 1], ["1", 1]]
