@@ -110,6 +110,22 @@ def git_state() -> dict:
     return {"commit": commit, "library_modified": None if status is None else bool(status)}
 
 
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name, from Linux's /proc/cpuinfo (`cpuinfo`: its text), else what
+    platform knows. Two machines of one name can carry different CPUs, whose vector units
+    round an unsettled run differently (the lp_bound chapter's `paper` variant)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or platform.machine()
+
+
 def device_info(computed_on: str | None = None) -> dict:
     """The machine, and `computed_on`: the torch device type that the notebook computed on
     (default: CUDA where there is one). The GPU's name is kept either way: it names the
@@ -117,7 +133,9 @@ def device_info(computed_on: str | None = None) -> dict:
     if computed_on is None:
         computed_on = "cuda" if torch.cuda.is_available() else "cpu"
     info = {"torch_device": torch.device(computed_on).type,
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
+            # the vector instructions torch's CPU kernels use (AVX2, AVX512, ...)
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_count": os.cpu_count(), "platform": platform.platform()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

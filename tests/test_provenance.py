@@ -75,6 +75,22 @@ def test_a_notebook_that_keeps_to_the_cpu_of_a_gpu_machine_records_the_cpu(tmp_p
         Provenance("a.ipynb", "quick", {}, device="gpu")
 
 
+def test_the_cpus_model_comes_from_cpuinfo_and_torchs_vector_unit_joins_the_record(
+        tmp_path, monkeypatch):
+    from f1lib.provenance import cpu_model
+
+    cpuinfo = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654 "
+               "96-Core Processor\nflags\t\t: fpu avx2 avx512f\n\nprocessor\t: 1\n"
+               "model name\t: AMD EPYC 9654 96-Core Processor\n")
+    assert cpu_model(cpuinfo) == "AMD EPYC 9654 96-Core Processor"
+    monkeypatch.setattr("platform.processor", lambda: "arm")
+    assert cpu_model("processor\t: 0\nBogoMIPS\t: 50.00\n") == "arm"  # no model name line
+    monkeypatch.setenv("F1LIB_FIGURES", str(tmp_path))
+    device = json.loads(Provenance("a.ipynb", "quick", {}).save("a").read_text())["device"]
+    assert device["cpu_capability"] in {"DEFAULT", "NO AVX", "AVX2", "AVX512", "ZVECTOR",
+                                        "VSX", "SVE256"}
+
+
 def test_a_record_cut_short_leaves_the_earlier_one_whole(tmp_path, monkeypatch):
     monkeypatch.setenv("F1LIB_FIGURES", str(tmp_path))
     earlier = Provenance("demo.ipynb", "quick", {}).save("demo", results={"gap": 0.25})
