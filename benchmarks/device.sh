@@ -175,9 +175,10 @@ for name in $benches; do
         profile) bench profile smnist 60 --profile 30 --outer 1 ;;
         # where the sky notebook's SegNet step spends its time, at the paper profile's size
         segnet-profile) bench segnet-profile segnet 60 --profile 30 --size 128 192 ;;
-        # whether the sky notebook's runs would train faster side by side (estimate)
-        segnet-concurrent) bench segnet-concurrent segnet 120 --concurrent 3 --size 128 192 \
-            --inner 100 --repeats 2 ;;
+        # whether the sky notebook's runs train faster six at once than three (its
+        # side_by_side), in f1lib's layout; 66 s with --concurrent 3 in all three (H200)
+        segnet-concurrent) bench segnet-concurrent segnet 120 --concurrent 3 6 \
+            --layouts branches --size 128 192 --inner 100 --repeats 2 ;;
         # four kernels' CPU work at once: torch's threads, or f1lib.reproduce's share (estimate)
         cpu-share) bench cpu-share cpu_share 60 --repeats 1 ;;
     esac

@@ -34,6 +34,7 @@ gains besides.
     python benchmarks/segnet.py --count-flops --size 128 192   # the work, not the time
     python benchmarks/segnet.py --profile 30 --size 128 192    # where a step's time goes
     python benchmarks/segnet.py --concurrent 3 --size 128 192  # runs side by side
+    python benchmarks/segnet.py --concurrent 3 6 --layouts branches --size 128 192
 
 --count-flops counts one training step's floating-point operations
 (torch.utils.flop_counter: convolutions and matrix products, forward and
@@ -46,10 +47,11 @@ bf16 + channels_last, eager and as a CUDA graph; on the CPU float32 + channels_l
 device's busy time per step and the ROWS ops with the most of it. At the paper profile's
 128 x 192 it says where the book's longest chapter spends its time.
 
---concurrent R asks whether R independent runs train faster side by side than
-one after another (on an H200, three did: 1.51x, and f1lib.sky_study has since
+--concurrent R [R ...] asks whether R independent runs train faster side by side
+than one after another (on an H200, three did: 1.51x, and f1lib.sky_study has since
 trained its runs three at a time in the "branches" layout, which is
-f1lib.train_runs(stack=False, graph=True)). At 128 x 192 and batch
+f1lib.train_runs(stack=False, graph=True)); given several R, whether more runs at
+once gain more (the sky notebook's side_by_side parameter). At 128 x 192 and batch
 7 one run's step leaves the GPU under-filled (about 100 TFLOP/s on an H200,
 benchmarks/RESULTS.md), and stacking SegNet runs into one vmapped model does
 not work (f1lib.train_runs: max_unpool2d has no batching rule). The step is
@@ -58,9 +60,9 @@ with each run's dual step once per outer loop. The runs' steps are interleaved
 (step k of each run, then step k + 1) and laid out three ways (LAYOUTS): each
 run's step a CUDA graph of its own, replayed on one stream, or each on a stream
 of its own, where kernels of different runs may overlap; or one CUDA graph of
-all R steps in R parallel branches. The rows give the time per run-step and the
-ratio to one run alone. On the CPU it runs the runs eagerly in float32, one
-after another: a smoke test.
+all R steps in R parallel branches; --layouts picks some of them. The rows give
+the time per run-step and the ratio to one run alone. On the CPU it runs the runs
+eagerly in float32, one after another: a smoke test.
 """
 
 from __future__ import annotations
@@ -219,30 +221,33 @@ def interleaved_time(data: TensorData, device: str, width: float, outer: int, in
 
 
 def layouts_differ(data: TensorData, device: str, width: float, inner: int,
-                   runs: int) -> dict[str, float]:
-    """Per layout but the first: the largest difference of any run's final weights,
+                   runs: int, layouts=LAYOUTS[1:]) -> dict[str, float]:
+    """Per layout of `layouts`: the largest difference of any run's final weights,
     buffers and multipliers from the one-stream layout's, after one outer loop."""
     finals = {}
-    for layout in LAYOUTS:
+    for layout in ("one stream", *layouts):
         train_all, losses = interleaved_runs(data, device, width, 1, inner, runs, layout)
         train_all()
         finals[layout] = [run.state_dict() for run in losses]
-    base = finals[LAYOUTS[0]]
+    base = finals["one stream"]
     return {layout: max(float((a.float() - b.float()).abs().max())
                         for mine, theirs in zip(finals[layout], base)
                         for a, b in zip(mine.values(), theirs.values()))
-            for layout in LAYOUTS[1:]}
+            for layout in layouts}
+
+
+def concurrent_label(runs: int, layout: str) -> str:
+    return {"one stream": f"{runs} runs, one stream", "streams": f"{runs} runs, {runs} streams",
+            "branches": f"{runs} runs, one graph, {runs} branches"}[layout]
 
 
 def concurrent_rows(args: argparse.Namespace, data: TensorData) -> None:
-    """One run alone against --concurrent runs interleaved, in each of LAYOUTS (CUDA) or
-    one after another (CPU)."""
+    """One run alone against each count of --concurrent runs interleaved, in each of
+    --layouts (CUDA) or one after another (CPU)."""
     cuda = args.device == "cuda"
-    runs = args.concurrent
-    modes = [("one run", 1, "one stream"), (f"{runs} runs, one stream", runs, "one stream")]
-    if cuda:
-        modes += [(f"{runs} runs, {runs} streams", runs, "streams"),
-                  (f"{runs} runs, one graph, {runs} branches", runs, "branches")]
+    layouts = [layout for layout in LAYOUTS if layout in args.layouts] if cuda else ["one stream"]
+    modes = [("one run", 1, "one stream")] + [(concurrent_label(runs, layout), runs, layout)
+                                              for runs in args.concurrent for layout in layouts]
     print(f"{'f1lib.train_runs step, ' + ('bf16 + CL + graph' if cuda else 'fp32, eager'):<36} "
           f"{'ms/run-step':>11} {'run-steps/s':>11} {'vs one run':>10} {'setup s':>8}")
     alone = None
@@ -254,8 +259,10 @@ def concurrent_rows(args: argparse.Namespace, data: TensorData) -> None:
         alone = alone or per_run_step
         print(f"{label:<36} {1e3 * per_run_step:>11.2f} {1 / per_run_step:>11.1f} "
               f"{alone / per_run_step:>9.2f}x {fixed:>8.2f}", flush=True)
-    if cuda:  # the runs must train as they do alone, whatever the layout
-        differ = layouts_differ(data, args.device, args.width, args.inner, runs)
+    # each run must train as it does alone, whatever the layout
+    others = [layout for layout in layouts if layout != "one stream"]
+    for runs in args.concurrent if others else ():
+        differ = layouts_differ(data, args.device, args.width, args.inner, runs, others)
         print(f"{runs} runs' final state, largest difference from one stream's after "
               f"{args.inner} steps: " + ", ".join(f"{layout} {value:.3g}"
                                                 for layout, value in differ.items()))
@@ -325,11 +332,14 @@ def main() -> None:
                         help="count one training step's FLOPs instead of timing")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="profile instead of timing, and print the ROWS busiest ops")
-    parser.add_argument("--concurrent", type=int, default=0, metavar="R",
-                        help="time R runs side by side against one alone, instead")
+    parser.add_argument("--concurrent", type=int, nargs="+", default=[], metavar="R",
+                        help="time R runs side by side, for each R, against one alone, instead")
+    parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS),
+                        help="--concurrent's layouts of the runs on CUDA (default: all)")
     args = parser.parse_args()
-    if args.concurrent == 1 or args.concurrent < 0:
-        parser.error(f"--concurrent {args.concurrent}: at least 2 runs side by side")
+    for runs in args.concurrent:
+        if runs < 2:
+            parser.error(f"--concurrent {runs}: at least 2 runs side by side")
     if args.count_flops:
         return count_flops(tuple(args.size), args.width)
     if args.device == "cuda" and not torch.cuda.is_available():

@@ -586,18 +586,20 @@ def test_collect_call_refuses_a_tarball_it_cannot_place_and_writes_nothing(
 
 
 def test_segnet_concurrent_rows_time_runs_side_by_side_against_one_alone():
-    lines = run("segnet.py", "--concurrent", "3", "--size", "32", "48", "--width", "0.125",
-                "--inner", "10", "--images", "28", "--repeats", "1")
+    lines = run("segnet.py", "--concurrent", "2", "3", "--layouts", "branches", "--size", "32",
+                "48", "--width", "0.125", "--inner", "10", "--images", "28", "--repeats", "1")
     rows = {line[:36].strip(): line[36:].split() for line in table(lines, "f1lib.train_runs")}
-    assert list(rows) == ["one run", "3 runs, one stream"]  # no streams on the CPU
+    # no streams on the CPU: each count of runs one after another, whatever the layout asked
+    assert list(rows) == ["one run", "2 runs, one stream", "3 runs, one stream"]
     alone = float(rows["one run"][0])
     for ms, per_s, vs_alone, _ in rows.values():
         assert float(per_s) == pytest.approx(1e3 / float(ms), rel=0.01)
         # the ratio comes from unrounded times: within the rounding of the printed ms
         assert float(vs_alone[:-1]) == pytest.approx(alone / float(ms), rel=0.01, abs=0.01)
     refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "segnet.py"),
-                              "--concurrent", "1"], capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 2 and "at least 2 runs" in refused.stderr
+                              "--concurrent", "3", "1"], capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode == 2 and "--concurrent 1: at least 2 runs" in refused.stderr
 
 
 def test_segnet_concurrent_runs_train_each_run_as_f1lib_trains_it_alone(monkeypatch):
