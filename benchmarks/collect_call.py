@@ -10,8 +10,8 @@ The device tool leaves a call's $OUT in a folder here (its `files_at`). This put
   wrote (the f1lib source that trained them), in benchmarks/runs/<session>/<notebook>-<profile>/,
   where benchmarks/carry_runs.py readies them for the next session; runs kept before, by
   this session or an earlier one, are not kept twice;
-and rebuilds the README's claims table from figures/ (f1lib.ledger.update_readme). It reads
-the whole tarball before it writes anything, and refuses one that holds anything else.
+and rebuilds the README's claims and costs tables from figures/ (f1lib.ledger.update_readme).
+It reads the whole tarball before it writes anything, and refuses one that holds anything else.
 
     python benchmarks/collect_call.py FILES_AT --session 2026-11-28-h200
 """
@@ -153,7 +153,7 @@ def collect(files_at: Path, session: Path, root: Path = ROOT) -> list[str]:
 
     readme = root / "README.md"
     if update_readme(readme, root / "figures"):
-        report.append(f"{readme.name}: claims table updated")
+        report.append(f"{readme.name}: claims and costs tables updated")
     return report
 
 

@@ -22,7 +22,7 @@
 #   cuda_tests.log, paper.log, bench.log
 #   results.tgz    the notebooks that finished in this call, the figures/ files that they
 #                  wrote, and the notebooks' logs: here, benchmarks/collect_call.py puts
-#                  each where it belongs and rebuilds the README's claims table
+#                  each where it belongs and rebuilds the README's tables
 # The tracked files are sent afresh with every call, so a call's tarball holds only its
 # own notebooks. If the session ends first, the tarball's .cache/<notebook>-paper/*.json
 # are the runs that did finish, beside FINGERPRINT (the f1lib source that trained them,
@@ -31,7 +31,7 @@
 # benchmarks/carry_runs.py, while the source that trains them is unchanged) and put back
 # in .cache/ here, so that they are not trained again. benchmarks/collect_call.py does the
 # unpacking, keeps the runs and logs in benchmarks/runs/, and rebuilds the README's
-# claims table.
+# claims and costs tables.
 # Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S
 # (570), BENCH (1: every benchmark; 0: none; or the names of those to run: smnist,
 # segnet, profile, segnet-profile, segnet-concurrent and cpu-share), PY (python3), CUDA_TESTS (1; 0

@@ -3,7 +3,8 @@
 A notebook builds its claims with `claim(...)`, glues each field for the
 book's claims page (`glue`, pasted there with myst-nb's `{glue:text}` role)
 and stores them in its figure's JSON under results["claims"]. The README's
-table is made from those JSON files (`python -m f1lib.ledger`), never by hand.
+table is made from those JSON files (`python -m f1lib.ledger`), never by hand,
+and so is the table beside it of what computed each chapter, and how long it took.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import argparse
 import math
 from pathlib import Path
 
-from .provenance import records, repo_root
+from .provenance import notebook_costs, records, repo_root
 
 VERDICTS = ("holds", "partly", "does not hold", "not testable here")
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
+COSTS_START, COSTS_END = "<!-- costs:start -->", "<!-- costs:end -->"
 COLUMNS = ("claim", "paper", "measured", "setting", "verdict")
 
 
@@ -86,21 +88,50 @@ def collect(figures: Path) -> list[dict]:
             for row in record.get("results", {}).get("claims", [])]
 
 
-def markdown_table(rows: list[dict]) -> str:
-    head = "| claim | the paper | measured here | setting | verdict |\n|---|---|---|---|---|\n"
+def table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; a pipe or line break inside a cell is escaped."""
     cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    return head + "".join(
-        "| " + " | ".join(cell(r[c]) for c in COLUMNS) + " |\n" for r in rows)
+    lines = [header, ["---"] * len(header), *rows]
+    return "".join("| " + " | ".join(cell(value) for value in line) + " |\n" for line in lines)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    return table(["claim", "the paper", "measured here", "setting", "verdict"],
+                 [[r[c] for c in COLUMNS] for r in rows])
+
+
+def costs_table(figures: Path) -> str:
+    """What computed each chapter the book shows, and how long it took
+    (f1lib.provenance.notebook_costs), a row per notebook."""
+    rows = []
+    for cost in notebook_costs(figures):
+        stem = cost["notebook"].removesuffix(".ipynb")
+        took = f"{cost['wall_time_s']:g} s"
+        training = "" if cost["training_s"] is None else f"{cost['training_s']:g} s"
+        if cost["resumed"]:  # the notebook time is its last execution's part alone
+            took += ", the last of the executions that it resumed over"
+            training += " over all of them" if training else ""
+        rows.append([f"[{stem}](book/{cost['notebook']})", cost["profile"], cost["hardware"],
+                     took, training, f"{cost['commit']}, {cost['date']}"])
+    return table(["chapter", "profile", "computed on", "notebook time", "of it training",
+                  "commit, date"], rows)
+
+
+def replace_section(text: str, start: str, end: str, body: str, where: Path) -> str:
+    """`text` with what lies between the markers `start` and `end` replaced by `body`."""
+    if start not in text or end not in text:
+        raise ValueError(f"{where} has no {start} ... {end} section")
+    before, rest = text.split(start, 1)
+    _, after = rest.split(end, 1)
+    return f"{before}{start}\n{body}{end}{after}"
 
 
 def update_readme(readme: Path, figures: Path) -> bool:
-    """Rewrite the table between the README's claims markers; True if it changed."""
+    """Rewrite the README's claims table and its table of what computed each chapter, each
+    between its markers, from the records in `figures`; True if either changed."""
     text = Path(readme).read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{readme} has no {START} ... {END} section")
-    before, rest = text.split(START, 1)
-    _, after = rest.split(END, 1)
-    new = f"{before}{START}\n{markdown_table(collect(figures))}{END}{after}"
+    new = replace_section(text, START, END, markdown_table(collect(figures)), readme)
+    new = replace_section(new, COSTS_START, COSTS_END, costs_table(figures), readme)
     if new != text:
         Path(readme).write_text(new)
     return new != text
@@ -109,10 +140,11 @@ def update_readme(readme: Path, figures: Path) -> bool:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         prog="python -m f1lib.ledger",
-        description="Rebuild the README's claims table from the records in figures/*.json.")
+        description="Rebuild the README's claims table, and its table of what computed each "
+                    "chapter, from the records in figures/*.json.")
     parser.add_argument("readme", nargs="?", type=Path,
                         help="the README to rewrite (default: the checkout's README.md)")
     root = repo_root() or Path.cwd()
     readme = parser.parse_args().readme or root / "README.md"
     changed = update_readme(readme, root / "figures")
-    print(f"{readme}: claims table {'updated' if changed else 'unchanged'}")
+    print(f"{readme}: claims and costs tables {'updated' if changed else 'unchanged'}")

@@ -269,6 +269,27 @@ def hardware_text(device: dict) -> str:
     return f"the {cpu} of a machine with an {device['gpu']}"
 
 
+def notebook_costs(figures: Path) -> list[dict]:
+    """Per notebook with records under `figures`, in name order, what its last execution
+    ran on and took: its last figure's record (the one written at the longest notebook
+    time) and the training time that a record of that execution gives."""
+    executions: dict[str, list[dict]] = {}
+    for _, record in records(figures):
+        executions.setdefault(record["notebook"], []).append(record)
+    costs = []
+    for notebook, found in sorted(executions.items()):
+        last = max(found, key=lambda record: record["wall_time_s"])
+        training = [r["training_s"] for r in found if r.get("training_s") is not None]
+        costs.append({"notebook": notebook, "profile": last["profile"],
+                      "hardware": hardware_text(last["device"]),
+                      "wall_time_s": last["wall_time_s"],
+                      "training_s": max(training) if training else None,
+                      "resumed": bool(last.get("resumed")),
+                      "commit": (last["git"].get("commit") or "unknown")[:7],
+                      "date": last["date"][:10]})
+    return costs
+
+
 def provenance_markdown(record: dict) -> str:
     """The provenance note printed under a figure, from its JSON record."""
     git, device, lib = record["git"], record["device"], record["versions"]

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto: $F1LIB_PROFILE as set, else paper on CUDA, quick on CPU")
     parser.add_argument("--book", type=Path, default=None,
                         help="the book folder (default: the repository's book/); the README "
-                             "and figures/ beside it get the claims table")
+                             "and figures/ beside it get the claims and costs tables")
     parser.add_argument("--set", dest="settings", type=parse_setting, action="append",
                         default=[], metavar="NAME=VALUE",
                         help="a parameter (a Python literal) for the notebooks that declare "
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGINT
     readme = root / "README.md"
     changed = update_readme(readme, root / "figures")
-    print(f"{readme}: claims table {'updated' if changed else 'unchanged'}; "
+    print(f"{readme}: claims and costs tables {'updated' if changed else 'unchanged'}; "
           f"{len(notebooks)} notebook{'s' if len(notebooks) != 1 else ''} in "
           f"{time.perf_counter() - start:.0f} s"
           + (f"; failed: {', '.join(failed)}" if failed else ""))

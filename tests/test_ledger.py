@@ -1,11 +1,13 @@
-"""The claims ledger: verdicts from intervals, glue records, and the README table from JSON."""
+"""The claims ledger: verdicts from intervals, glue records, and the README's tables from JSON."""
 
 import json
 
 import pytest
 
-from f1lib.ledger import (END, START, claim, collect, combined_verdict, improvement_verdict,
-                          markdown_table, update_readme)
+from f1lib.ledger import (COSTS_END, COSTS_START, END, START, claim, collect, combined_verdict,
+                          costs_table, improvement_verdict, markdown_table, update_readme)
+
+CPU = {"torch_device": "cpu", "cpu": "x86_64", "cpu_count": 2, "platform": "Linux", "gpu": None}
 
 
 def test_an_improvement_holds_above_zero_and_fails_below_the_claimed_gain():
@@ -22,9 +24,14 @@ def test_a_claim_needs_a_known_verdict():
         claim("k", "c", "p", "m", "s", "probably")
 
 
-def write_record(folder, name, claims):
+def write_record(folder, name, claims=(), notebook=None, wall_time_s=1.0, device=CPU, **more):
+    """A figure's provenance record as f1lib.provenance.Provenance writes it, less what the
+    ledger does not read."""
     (folder / f"{name}.json").write_text(json.dumps(
-        {"notebook": f"{name}.ipynb", "profile": "quick", "results": {"claims": claims}}))
+        {"notebook": notebook or f"{name}.ipynb", "profile": "quick", "device": device,
+         "git": {"commit": "0123456789abcdef"}, "date": "2026-12-07T10:00:00+00:00",
+         "wall_time_s": wall_time_s, "resumed": False, "results": {"claims": list(claims)},
+         **more}))
 
 
 def test_the_readme_table_is_made_from_the_figures_json(tmp_path):
@@ -32,8 +39,7 @@ def test_the_readme_table_is_made_from_the_figures_json(tmp_path):
     figures.mkdir()
     write_record(figures, "b", [claim("b1", "B | pipe", "p", "m", "s", "holds")])
     write_record(figures, "a", [claim("a1", "A", "p", "m", "s", "partly")])
-    (figures / "c.json").write_text(json.dumps({"notebook": "c.ipynb", "profile": "quick",
-                                                "results": {}}))  # no claims: no rows
+    write_record(figures, "c")  # no claims: no rows
     rows = collect(figures)
     assert [r["key"] for r in rows] == ["a1", "b1"]
     table = markdown_table(rows)
@@ -41,14 +47,44 @@ def test_the_readme_table_is_made_from_the_figures_json(tmp_path):
     assert "B \\| pipe" in table  # a pipe inside a cell is escaped
 
     readme = tmp_path / "README.md"
-    readme.write_text(f"# title\n\n{START}\nstale\n{END}\n\nafter\n")
+    readme.write_text(f"# title\n\n{START}\nstale\n{END}\n\nbetween\n{COSTS_START}\nformer costs\n"
+                      f"{COSTS_END}\nafter\n")
     assert update_readme(readme, figures) is True
     text = readme.read_text()
     assert "stale" not in text and table in text and text.endswith("after\n")
+    assert "former costs" not in text and costs_table(figures) in text and "\nbetween\n" in text
     assert update_readme(readme, figures) is False  # idempotent
+    readme.write_text(f"{START}\n{END}\n")
+    with pytest.raises(ValueError, match="costs:start"):
+        update_readme(readme, figures)
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="claims:start"):
         update_readme(readme, figures)
+
+
+def test_the_costs_table_gives_each_notebooks_last_execution(tmp_path):
+    """A row per notebook: its last figure's record (the longest notebook time) names the
+    machine, the commit and the time; the training time comes from the record that has it."""
+    gpu = {**CPU, "torch_device": "cuda", "cpu_count": 16, "gpu": "NVIDIA H100"}
+    write_record(tmp_path, "train", notebook="train.ipynb", wall_time_s=90.5, device=gpu,
+                 training_s=80.25, resumed=True)
+    write_record(tmp_path, "train_samples", notebook="train.ipynb", wall_time_s=92.0,
+                 device=gpu, resumed=True)
+    write_record(tmp_path, "cpu_chapter", wall_time_s=12.0)
+    beside = {**gpu, "torch_device": "cpu"}  # a CPU chapter run on a GPU machine
+    write_record(tmp_path, "beside", wall_time_s=3.0, device=beside)
+    (tmp_path / "data.json").write_text("[1, 2]")  # not a record: no row
+    lines = costs_table(tmp_path).splitlines()
+    assert lines[0] == ("| chapter | profile | computed on | notebook time | of it training "
+                        "| commit, date |")
+    assert lines[2:] == [
+        "| [beside](book/beside.ipynb) | quick | the CPU (16 cores) of a machine with an "
+        "NVIDIA H100 | 3 s |  | 0123456, 2026-12-07 |",
+        "| [cpu_chapter](book/cpu_chapter.ipynb) | quick | CPU (2 cores) | 12 s |  "
+        "| 0123456, 2026-12-07 |",
+        "| [train](book/train.ipynb) | quick | NVIDIA H100 | 92 s, the last of the executions "
+        "that it resumed over | 80.25 s over all of them | 0123456, 2026-12-07 |",
+    ]
 
 
 def test_the_readme_shows_the_claims_that_figures_record():
@@ -59,6 +95,13 @@ def test_the_readme_shows_the_claims_that_figures_record():
     text = (root / "README.md").read_text()
     section = text.split(START, 1)[1].split(END, 1)[0]
     assert section.strip() == table.strip(), "README is stale: run python -m f1lib.ledger"
+    costs = text.split(COSTS_START, 1)[1].split(COSTS_END, 1)[0]
+    assert costs.strip() == costs_table(root / "figures").strip(), \
+        "README's costs are stale: run python -m f1lib.ledger"
+    # one row per chapter of the book, each computed on the machine its record names
+    chapters = sorted(path.name for path in (root / "book").glob("*.ipynb"))
+    assert [row.split("](book/")[1].split(")")[0] for row in costs.strip().splitlines()[2:]] \
+        == chapters
 
 
 def test_a_claim_measured_several_ways_gets_one_verdict():

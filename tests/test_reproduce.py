@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("papermill")
 
-from f1lib.ledger import END, START  # noqa: E402
+from f1lib.ledger import COSTS_END, COSTS_START, END, START  # noqa: E402
 from f1lib.provenance import Provenance  # noqa: E402
 from f1lib.reproduce import kernel_threads, main, parse_setting  # noqa: E402
 
@@ -32,17 +32,17 @@ def notebook(parameters: str, body: str):
 
 
 def make_book(root: Path) -> Path:
-    """root/book, beside a figures/ folder and a README with an empty claims table."""
+    """root/book, beside a figures/ folder and a README with empty claims and costs tables."""
     (root / "book").mkdir()
     (root / "figures").mkdir()
-    (root / "README.md").write_text(f"{START}\n{END}\n")
+    (root / "README.md").write_text(f"{START}\n{END}\n{COSTS_START}\n{COSTS_END}\n")
     return root / "book"
 
 
 def test_each_notebook_runs_in_place_with_the_profile_and_its_own_parameters(tmp_path,
                                                                               monkeypatch):
     book = make_book(tmp_path)
-    (tmp_path / "README.md").write_text(f"# x\n{START}\nold\n{END}\n")
+    (tmp_path / "README.md").write_text(f"# x\n{START}\nold\n{END}\n{COSTS_START}\n{COSTS_END}\n")
     record = ("import json, os\nfrom f1lib.progress import show_progress\n"
               "json.dump({'profile': os.environ.get('F1LIB_PROFILE'), 'bars': show_progress(), "
               "**{k: v for k, v in globals().items() if k in ('graph', 'n')}}, open(NAME, 'w'))")
