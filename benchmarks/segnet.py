@@ -22,6 +22,11 @@ bf16 + CL     bfloat16 autocast for the network, channels_last images and weight
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
 bf16+CL+graph+tuned the same with cuDNN's autotuner on (torch.backends.cudnn.benchmark:
               each convolution's fastest algorithm, timed on its first call; CUDA only)
+bf16+CL+graph+unpool  bf16 + CL + graph with SegNet unpooling through f1lib.unpool.max_unpool,
+              in channels_last, instead of PyTorch's max_unpool2d, which on CUDA copies to
+              and from NCHW (the same values and gradients; f1lib.models keeps PyTorch's
+              until the sky chapter's kept runs are done, benchmarks/RESULTS.md)
+fp32 + CL + unpool  the same change on the CPU, in the sky notebook's CPU mode
 
 Images/s are medians over --repeats timings: the naive loop's over --steps
 steps after 3 warm-up steps, f1lib's steady-state (benchmarks/timing.steady_rate:
@@ -83,6 +88,7 @@ from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
 from f1lib.steps import CapturedStep, RunLoss, param_groups, side_by_side, single_run_step
 from f1lib.train import batch_order
+from f1lib.unpool import max_unpool
 from naive import naive_loop
 from timing import print_profile, steady_rate, timed
 
@@ -291,6 +297,25 @@ def cudnn_autotune():
         torch.backends.cudnn.benchmark = saved
 
 
+@contextmanager
+def layout_unpool():
+    """SegNet unpools with f1lib.unpool.max_unpool, in its input's memory layout, instead of
+    PyTorch's max_unpool2d (f1lib.models calls it as F.max_unpool2d); PyTorch's restored
+    after."""
+    saved = F.max_unpool2d
+
+    def unpool(x, index, kernel_size, stride=None, padding=0, output_size=None):
+        if output_size is None:  # SegNet always passes the size before pooling
+            raise ValueError("layout_unpool: max_unpool2d without output_size")
+        return max_unpool(x, index, output_size[-2:])
+
+    F.max_unpool2d = unpool
+    try:
+        yield
+    finally:
+        F.max_unpool2d = saved
+
+
 def count_flops(size: tuple[int, int], width: float) -> None:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -360,10 +385,12 @@ def main() -> None:
     # (label, bf16, channels_last, graph, setting)
     modes = [("fp32", False, False, False, nullcontext)]
     if device == "cpu":
-        modes += [("fp32 + CL", False, True, False, nullcontext)]
+        modes += [("fp32 + CL", False, True, False, nullcontext),
+                  ("fp32 + CL + unpool", False, True, False, layout_unpool)]
     modes += [("bf16 + CL", True, True, False, nullcontext)]
     if device == "cuda":
         modes += [("bf16 + CL + graph", True, True, True, nullcontext),
+                  ("bf16+CL+graph+unpool", True, True, True, layout_unpool),
                   ("bf16+CL+graph+tuned", True, True, True, cudnn_autotune),
                   ("fp32, no TF32", False, False, False, no_tf32)]
     print(f"{'mode':<20} {'ms/step':>9} {'images/s':>9} {'vs naive':>9} {'vs fp32':>8} "

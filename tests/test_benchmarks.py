@@ -192,11 +192,11 @@ def test_segnet_benchmark_compares_the_naive_loop_fp32_and_bf16_channels_last():
     lines = run("segnet.py", "--size", "32", "48", "--width", "0.125", "--inner", "30",
                 "--images", "28", "--repeats", "1", "--steps", "4")
     rows = {line[:20].strip(): line[20:].split() for line in table(lines, "mode")}
-    assert list(rows) == ["naive loop", "fp32", "fp32 + CL", "bf16 + CL"]
+    assert list(rows) == ["naive loop", "fp32", "fp32 + CL", "fp32 + CL + unpool", "bf16 + CL"]
     assert rows["naive loop"][2] == "1.00x" and len(rows["naive loop"]) == 3
     assert rows["fp32"][3] == "1.00x"  # the issue's target: bf16 + CL against fp32
     naive_ms, fp32_ms = float(rows["naive loop"][0]), float(rows["fp32"][0])
-    for ms, images, vs_naive, vs_fp32, _ in (rows["fp32"], rows["fp32 + CL"], rows["bf16 + CL"]):
+    for ms, images, vs_naive, vs_fp32, _ in (rows[mode] for mode in list(rows)[1:]):
         # 7 images per step, and both ratios are the naive / fp32 step time over the row's
         assert float(images) == pytest.approx(7e3 / float(ms), rel=0.01)
         assert float(vs_naive[:-1]) == pytest.approx(naive_ms / float(ms), abs=0.01)
@@ -406,6 +406,42 @@ def test_segnet_benchmark_rows_of_other_backend_settings_restore_pytorch_default
         assert backends.cudnn.benchmark
         raise KeyboardInterrupt
     assert settings() == defaults and not backends.cudnn.benchmark
+
+
+def test_segnet_benchmarks_layout_unpool_row_trains_segnet_as_pytorchs_unpool_does(monkeypatch):
+    """Inside layout_unpool SegNet unpools with f1lib.unpool.max_unpool: its logits, F1 score
+    and every gradient equal PyTorch's, bit for bit; PyTorch's unpool is back after."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import torch.nn.functional as F
+    from segnet import layout_unpool
+
+    import f1lib.unpool
+    from f1lib.models import SegNet
+
+    torch.manual_seed(0)
+    model = SegNet(width=0.125).to(memory_format=torch.channels_last)
+    images = torch.rand(3, 3, 37, 53).contiguous(memory_format=torch.channels_last)
+    masks = (torch.rand(3, 37, 53) > 0.5).long()
+    calls = []
+    monkeypatch.setattr(f1lib.unpool._MaxUnpool, "apply",
+                        lambda *args, apply=f1lib.unpool._MaxUnpool.apply:
+                        calls.append(1) or apply(*args))
+
+    def step():
+        model.zero_grad()
+        logits, score = model(images)
+        (F.cross_entropy(logits, masks) + score.sum()).backward()
+        return [logits, score, *(p.grad.clone() for p in model.parameters())]
+
+    pytorchs = F.max_unpool2d
+    theirs = step()
+    with pytest.raises(KeyboardInterrupt), layout_unpool():
+        ours = step()
+        raise KeyboardInterrupt  # an interrupted timing too
+    assert len(calls) == 5  # SegNet's five unpoolings went through f1lib's
+    assert F.max_unpool2d is pytorchs
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_device_script_runs_only_the_benchmarks_that_bench_names(tmp_path):

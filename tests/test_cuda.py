@@ -247,3 +247,57 @@ def test_runs_side_by_side_as_one_graph_train_as_each_alone():
                           progress=False, graph=True, stack=False)
     for got, expected in zip(together, alone, strict=True):
         assert_histories_close(got, expected)
+
+
+@cuda
+def test_max_unpool_on_cuda_equals_pytorchs_and_replays_without_waiting_for_the_device():
+    """f1lib.unpool.max_unpool in SegNet's mode on CUDA (bf16, channels_last): PyTorch's
+    values and gradients bit for bit, no host-device sync, and the same as a CUDA graph.
+    (Not named for graphs: SegNet does not unpool with it yet, so a failure here must not
+    turn the notebooks' graphs off; device.sh reads the failed tests' names.)"""
+    import torch.nn.functional as F
+
+    from f1lib.unpool import max_unpool
+
+    torch.manual_seed(0)
+    before = torch.randn(7, 64, 64, 96, device="cuda").relu().bfloat16()
+    before = before.contiguous(memory_format=torch.channels_last)
+    values, index = F.max_pool2d(before, 2, 2, return_indices=True)
+    size = before.shape[-2:]
+    incoming = torch.randn(before.shape, device="cuda").bfloat16()
+
+    def unpooled(unpool):
+        leaf = values.detach().clone().requires_grad_()
+        out = unpool(leaf)
+        out.backward(incoming)
+        return out, leaf.grad
+
+    theirs = unpooled(lambda x: F.max_unpool2d(x, index, 2, 2, output_size=size))
+    ours = unpooled(lambda x: max_unpool(x, index, size))
+    assert ours[0].is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+
+    leaf = values.detach().clone().requires_grad_()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        max_unpool(leaf, index, size).backward(incoming)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream, as capture wants
+        for _ in range(2):
+            leaf.grad = None
+            max_unpool(leaf, index, size).backward(incoming)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    leaf.grad = None
+    with torch.cuda.graph(graph):
+        out = max_unpool(leaf, index, size)
+        out.backward(incoming)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, theirs[0]) and torch.equal(leaf.grad, theirs[1])
