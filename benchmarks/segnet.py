@@ -20,12 +20,13 @@ fp32 + CL     float32 in channels_last memory format (CPU only: the sky notebook
               there, f1lib.hardware.channels_last_convolutions)
 bf16 + CL     bfloat16 autocast for the network, channels_last images and weights
 bf16 + CL + graph   the same, the inner step replayed as a CUDA graph (CUDA only)
-bf16+CL+graph+tuned the same with cuDNN's autotuner on (torch.backends.cudnn.benchmark:
+bf16+CL+graph+unpool bf16 + CL + graph with SegNet unpooling through
+              f1lib.unpool.max_unpool, in channels_last, instead of PyTorch's max_unpool2d,
+              which on CUDA copies to and from NCHW (the same values and gradients;
+              f1lib.models keeps PyTorch's until the sky chapter's kept runs are done,
+              benchmarks/RESULTS.md)
+bf16+CL+graph+tuned bf16 + CL + graph with cuDNN's autotuner on (torch.backends.cudnn.benchmark:
               each convolution's fastest algorithm, timed on its first call; CUDA only)
-bf16+CL+graph+unpool  bf16 + CL + graph with SegNet unpooling through f1lib.unpool.max_unpool,
-              in channels_last, instead of PyTorch's max_unpool2d, which on CUDA copies to
-              and from NCHW (the same values and gradients; f1lib.models keeps PyTorch's
-              until the sky chapter's kept runs are done, benchmarks/RESULTS.md)
 fp32 + CL + unpool  the same change on the CPU, in the sky notebook's CPU mode
 
 Images/s are medians over --repeats timings: the naive loop's over --steps
@@ -265,9 +266,10 @@ def concurrent_rows(args: argparse.Namespace, data: TensorData) -> None:
         alone = alone or per_run_step
         print(f"{label:<36} {1e3 * per_run_step:>11.2f} {1 / per_run_step:>11.1f} "
               f"{alone / per_run_step:>9.2f}x {fixed:>8.2f}", flush=True)
-    # each run must train as it does alone, whatever the layout
     others = [layout for layout in layouts if layout != "one stream"]
-    for runs in args.concurrent if others else ():
+    if not others:
+        return
+    for runs in args.concurrent:  # each run must train as it does alone, whatever the layout
         differ = layouts_differ(data, args.device, args.width, args.inner, runs, others)
         print(f"{runs} runs' final state, largest difference from one stream's after "
               f"{args.inner} steps: " + ", ".join(f"{layout} {value:.3g}"

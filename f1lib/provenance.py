@@ -269,6 +269,12 @@ def hardware_text(device: dict) -> str:
     return f"the {cpu} of a machine with an {device['gpu']}"
 
 
+def commit_text(git: dict) -> str:
+    """A record's commit, short, and whether f1lib had uncommitted changes then."""
+    commit = (git.get("commit") or "unknown")[:7]
+    return commit + (" with uncommitted changes to f1lib" if git.get("library_modified") else "")
+
+
 def notebook_costs(figures: Path) -> list[dict]:
     """Per notebook with records under `figures`, in name order, what its last execution
     ran on and took: its last figure's record (the one written at the longest notebook
@@ -285,17 +291,15 @@ def notebook_costs(figures: Path) -> list[dict]:
                       "wall_time_s": last["wall_time_s"],
                       "training_s": max(training) if training else None,
                       "resumed": bool(last.get("resumed")),
-                      "commit": (last["git"].get("commit") or "unknown")[:7],
+                      "commit": commit_text(last["git"]),
                       "date": last["date"][:10]})
     return costs
 
 
 def provenance_markdown(record: dict) -> str:
     """The provenance note printed under a figure, from its JSON record."""
-    git, device, lib = record["git"], record["device"], record["versions"]
-    commit = (git.get("commit") or "unknown")[:7]
-    if git.get("library_modified"):
-        commit += " with uncommitted changes to f1lib"
+    device, lib = record["device"], record["versions"]
+    commit = commit_text(record["git"])
     hardware = hardware_text(device)
     libraries = ", ".join(f"{k} {v}" for k, v in lib.items())
     parameters = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in record["parameters"].items())

@@ -70,7 +70,8 @@ def test_the_costs_table_gives_each_notebooks_last_execution(tmp_path):
                  training_s=80.25, resumed=True)
     write_record(tmp_path, "train_samples", notebook="train.ipynb", wall_time_s=92.0,
                  device=gpu, resumed=True)
-    write_record(tmp_path, "cpu_chapter", wall_time_s=12.0)
+    write_record(tmp_path, "cpu_chapter", wall_time_s=12.0,
+                 git={"commit": "fedcba9876543210", "library_modified": True})
     beside = {**gpu, "torch_device": "cpu"}  # a CPU chapter run on a GPU machine
     write_record(tmp_path, "beside", wall_time_s=3.0, device=beside)
     (tmp_path / "data.json").write_text("[1, 2]")  # not a record: no row
@@ -81,7 +82,7 @@ def test_the_costs_table_gives_each_notebooks_last_execution(tmp_path):
         "| [beside](book/beside.ipynb) | quick | the CPU (16 cores) of a machine with an "
         "NVIDIA H100 | 3 s |  | 0123456, 2026-12-07 |",
         "| [cpu_chapter](book/cpu_chapter.ipynb) | quick | CPU (2 cores) | 12 s |  "
-        "| 0123456, 2026-12-07 |",
+        "| fedcba9 with uncommitted changes to f1lib, 2026-12-07 |",
         "| [train](book/train.ipynb) | quick | NVIDIA H100 | 92 s, the last of the executions "
         "that it resumed over | 80.25 s over all of them | 0123456, 2026-12-07 |",
     ]
