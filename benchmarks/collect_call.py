@@ -10,7 +10,7 @@ The device tool leaves a call's $OUT in a folder here (its `files_at`). This put
   wrote (the f1lib source that trained them), in benchmarks/runs/<session>/<notebook>-<profile>/,
   where benchmarks/carry_runs.py readies them for the next session; runs kept before, by
   this session or an earlier one, are not kept twice;
-and rebuilds the README's claims and costs tables from figures/ (f1lib.ledger.update_readme).
+and rebuilds the README's and the book's tables from figures/ (f1lib.ledger.update_tables).
 It reads the whole tarball before it writes anything, and refuses one that holds anything else.
 
     python benchmarks/collect_call.py FILES_AT --session 2026-11-28-h200
@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import nbformat
 
-from f1lib.ledger import update_readme
+from f1lib.ledger import update_tables
 from f1lib.provenance import hardware_text, run_git
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,8 +152,8 @@ def collect(files_at: Path, session: Path, root: Path = ROOT) -> list[str]:
                       f"(f1lib {fingerprint}); {len(before)} kept before")
 
     readme = root / "README.md"
-    if update_readme(readme, root / "figures"):
-        report.append(f"{readme.name}: claims and costs tables updated")
+    if update_tables(readme, root / "book" / "intro.md", root / "figures"):
+        report.append(f"{readme.name} and book/intro.md: tables updated")
     return report
 
 

@@ -31,7 +31,7 @@
 # benchmarks/carry_runs.py, while the source that trains them is unchanged) and put back
 # in .cache/ here, so that they are not trained again. benchmarks/collect_call.py does the
 # unpacking, keeps the runs and logs in benchmarks/runs/, and rebuilds the README's
-# claims and costs tables.
+# and the book's tables.
 # Settings: PROFILE (paper), NOTEBOOKS (the stems, default every one), JOBS (4), LIMIT_S
 # (570), BENCH (1: every benchmark; 0: none; or the names of those to run: smnist,
 # segnet, profile, segnet-profile, segnet-concurrent and cpu-share), PY (python3), CUDA_TESTS (1; 0

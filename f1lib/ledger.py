@@ -4,7 +4,8 @@ A notebook builds its claims with `claim(...)`, glues each field for the
 book's claims page (`glue`, pasted there with myst-nb's `{glue:text}` role)
 and stores them in its figure's JSON under results["claims"]. The README's
 table is made from those JSON files (`python -m f1lib.ledger`), never by hand,
-and so is the table beside it of what computed each chapter, and how long it took.
+and so is the table beside it, which the book's intro page shows too, of what
+computed each chapter, and how long it took.
 """
 
 from __future__ import annotations
@@ -100,18 +101,19 @@ def markdown_table(rows: list[dict]) -> str:
                  [[r[c] for c in COLUMNS] for r in rows])
 
 
-def costs_table(figures: Path) -> str:
+def costs_table(figures: Path, links: str = "book/") -> str:
     """What computed each chapter the book shows, and how long it took
-    (f1lib.provenance.notebook_costs), a row per notebook."""
+    (f1lib.provenance.notebook_costs), a row per notebook; each chapter links to its
+    notebook as `links` + its name (the README's are under book/, the book's own beside)."""
     rows = []
     for cost in notebook_costs(figures):
         stem = cost["notebook"].removesuffix(".ipynb")
         took = f"{cost['wall_time_s']:g} s"
         training = "" if cost["training_s"] is None else f"{cost['training_s']:g} s"
         if cost["resumed"]:  # the notebook time is its last execution's part alone
-            took += ", the last of the executions that it resumed over"
+            took += " in its last execution, which resumed earlier ones"
             training += " over all of them" if training else ""
-        rows.append([f"[{stem}](book/{cost['notebook']})", cost["profile"], cost["hardware"],
+        rows.append([f"[{stem}]({links}{cost['notebook']})", cost["profile"], cost["hardware"],
                      took, training, f"{cost['commit']}, {cost['date']}"])
     return table(["chapter", "profile", "computed on", "notebook time", "of it training",
                   "commit, date"], rows)
@@ -126,25 +128,34 @@ def replace_section(text: str, start: str, end: str, body: str, where: Path) -> 
     return f"{before}{start}\n{body}{end}{after}"
 
 
-def update_readme(readme: Path, figures: Path) -> bool:
-    """Rewrite the README's claims table and its table of what computed each chapter, each
-    between its markers, from the records in `figures`; True if either changed."""
-    text = Path(readme).read_text()
-    new = replace_section(text, START, END, markdown_table(collect(figures)), readme)
-    new = replace_section(new, COSTS_START, COSTS_END, costs_table(figures), readme)
-    if new != text:
-        Path(readme).write_text(new)
-    return new != text
+def update_tables(readme: Path, intro: Path, figures: Path) -> bool:
+    """Rewrite the tables made from the records in `figures`, each between its markers: the
+    README's claims table and its table of what computed each chapter, and the same costs
+    table on the book's `intro` page; True if any changed. Nothing is written unless both
+    pages have their markers."""
+    pages = {readme: [(START, END, markdown_table(collect(figures))),
+                      (COSTS_START, COSTS_END, costs_table(figures))],
+             intro: [(COSTS_START, COSTS_END, costs_table(figures, links=""))]}
+    changed = {}
+    for page, sections in pages.items():
+        text = new = Path(page).read_text()
+        for start, end, body in sections:
+            new = replace_section(new, start, end, body, page)
+        if new != text:
+            changed[page] = new
+    for page, new in changed.items():
+        Path(page).write_text(new)
+    return bool(changed)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         prog="python -m f1lib.ledger",
-        description="Rebuild the README's claims table, and its table of what computed each "
-                    "chapter, from the records in figures/*.json.")
+        description="Rebuild the README's claims table, and the README's and the book's "
+                    "table of what computed each chapter, from the records in figures/*.json.")
     parser.add_argument("readme", nargs="?", type=Path,
                         help="the README to rewrite (default: the checkout's README.md)")
     root = repo_root() or Path.cwd()
     readme = parser.parse_args().readme or root / "README.md"
-    changed = update_readme(readme, root / "figures")
-    print(f"{readme}: claims and costs tables {'updated' if changed else 'unchanged'}")
+    changed = update_tables(readme, root / "book" / "intro.md", root / "figures")
+    print(f"{readme} and book/intro.md: tables {'updated' if changed else 'unchanged'}")

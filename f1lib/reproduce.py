@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto: $F1LIB_PROFILE as set, else paper on CUDA, quick on CPU")
     parser.add_argument("--book", type=Path, default=None,
                         help="the book folder (default: the repository's book/); the README "
-                             "and figures/ beside it get the claims and costs tables")
+                             "beside it and its intro.md get tables of the figures/ beside it")
     parser.add_argument("--set", dest="settings", type=parse_setting, action="append",
                         default=[], metavar="NAME=VALUE",
                         help="a parameter (a Python literal) for the notebooks that declare "
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
     import psutil  # noqa: F401  stop_notebooks': missing, it would fail only at a stop
 
-    from .ledger import update_readme
+    from .ledger import update_tables
 
     book = args.book or (repo_root() or Path.cwd()) / "book"
     root = book.resolve().parent
@@ -316,8 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 128 + signal.SIGINT
     readme = root / "README.md"
-    changed = update_readme(readme, root / "figures")
-    print(f"{readme}: claims and costs tables {'updated' if changed else 'unchanged'}; "
+    changed = update_tables(readme, book / "intro.md", root / "figures")
+    print(f"{readme} and {book.name}/intro.md: tables {'updated' if changed else 'unchanged'}; "
           f"{len(notebooks)} notebook{'s' if len(notebooks) != 1 else ''} in "
           f"{time.perf_counter() - start:.0f} s"
           + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from f1lib.ledger import (COSTS_END, COSTS_START, END, START, claim, collect, combined_verdict,
-                          costs_table, improvement_verdict, markdown_table, update_readme)
+                          costs_table, improvement_verdict, markdown_table, update_tables)
 
 CPU = {"torch_device": "cpu", "cpu": "x86_64", "cpu_count": 2, "platform": "Linux", "gpu": None}
 
@@ -46,20 +46,31 @@ def test_the_readme_table_is_made_from_the_figures_json(tmp_path):
     assert "| A | p | m | s | partly |" in table
     assert "B \\| pipe" in table  # a pipe inside a cell is escaped
 
-    readme = tmp_path / "README.md"
+    readme, intro = tmp_path / "README.md", tmp_path / "intro.md"
     readme.write_text(f"# title\n\n{START}\nstale\n{END}\n\nbetween\n{COSTS_START}\nformer costs\n"
                       f"{COSTS_END}\nafter\n")
-    assert update_readme(readme, figures) is True
+    intro.write_text(f"# intro\n{COSTS_START}\n{COSTS_END}\nchapters\n")
+    assert update_tables(readme, intro, figures) is True
     text = readme.read_text()
     assert "stale" not in text and table in text and text.endswith("after\n")
     assert "former costs" not in text and costs_table(figures) in text and "\nbetween\n" in text
-    assert update_readme(readme, figures) is False  # idempotent
+    # the book's page links to the notebooks beside it, the README to those under book/
+    assert intro.read_text() == (f"# intro\n{COSTS_START}\n{costs_table(figures, links='')}"
+                                 f"{COSTS_END}\nchapters\n")
+    assert "](c.ipynb)" in intro.read_text() and "](book/c.ipynb)" in text
+    assert update_tables(readme, intro, figures) is False  # idempotent
     readme.write_text(f"{START}\n{END}\n")
     with pytest.raises(ValueError, match="costs:start"):
-        update_readme(readme, figures)
+        update_tables(readme, intro, figures)
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="claims:start"):
-        update_readme(readme, figures)
+        update_tables(readme, intro, figures)
+    # nothing is written unless every page has its markers
+    readme.write_text(f"{START}\nstale\n{END}\n{COSTS_START}\n{COSTS_END}\n")
+    intro.write_text("no markers")
+    with pytest.raises(ValueError, match="intro.md has no <!-- costs:start -->"):
+        update_tables(readme, intro, figures)
+    assert "stale" in readme.read_text()
 
 
 def test_the_costs_table_gives_each_notebooks_last_execution(tmp_path):
@@ -83,12 +94,12 @@ def test_the_costs_table_gives_each_notebooks_last_execution(tmp_path):
         "NVIDIA H100 | 3 s |  | 0123456, 2026-12-07 |",
         "| [cpu_chapter](book/cpu_chapter.ipynb) | quick | CPU (2 cores) | 12 s |  "
         "| fedcba9 with uncommitted changes to f1lib, 2026-12-07 |",
-        "| [train](book/train.ipynb) | quick | NVIDIA H100 | 92 s, the last of the executions "
-        "that it resumed over | 80.25 s over all of them | 0123456, 2026-12-07 |",
+        "| [train](book/train.ipynb) | quick | NVIDIA H100 | 92 s in its last execution, which "
+        "resumed earlier ones | 80.25 s over all of them | 0123456, 2026-12-07 |",
     ]
 
 
-def test_the_readme_shows_the_claims_that_figures_record():
+def test_the_readme_and_the_book_show_what_figures_record():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
@@ -103,6 +114,10 @@ def test_the_readme_shows_the_claims_that_figures_record():
     chapters = sorted(path.name for path in (root / "book").glob("*.ipynb"))
     assert [row.split("](book/")[1].split(")")[0] for row in costs.strip().splitlines()[2:]] \
         == chapters
+    intro = (root / "book" / "intro.md").read_text()
+    assert intro.split(COSTS_START, 1)[1].split(COSTS_END, 1)[0].strip() == \
+        costs_table(root / "figures", links="").strip(), \
+        "book/intro.md's costs are stale: run python -m f1lib.ledger"
 
 
 def test_a_claim_measured_several_ways_gets_one_verdict():

@@ -32,10 +32,12 @@ def notebook(parameters: str, body: str):
 
 
 def make_book(root: Path) -> Path:
-    """root/book, beside a figures/ folder and a README with empty claims and costs tables."""
+    """root/book with an intro page, beside a figures/ folder and a README, with empty
+    claims and costs tables."""
     (root / "book").mkdir()
     (root / "figures").mkdir()
     (root / "README.md").write_text(f"{START}\n{END}\n{COSTS_START}\n{COSTS_END}\n")
+    (root / "book" / "intro.md").write_text(f"# x\n{COSTS_START}\n{COSTS_END}\n")
     return root / "book"
 
 
