@@ -4,9 +4,11 @@ SegNet's decoder opens each block by max-unpooling with the encoder's pooling
 indices. PyTorch's CUDA `max_unpool2d` works in NCHW only: on a channels_last
 network it copies its input and its indices (int64) to NCHW and returns NCHW,
 which the next convolution copies back; its gradient, a gather over flattened
-planes, copies the incoming gradient and the indices once more. Those layout
-copies are the generic elementwise kernels of the sky step's profile on an
-H200 (some 50 per step, 0.69 ms of a 5.9 ms captured step; benchmarks/RESULTS.md).
+planes, copies the incoming gradient and the indices once more. Those copies are,
+by our reading of the sky step's profile on an H200 (whose kernel names are
+truncated), most of its generic elementwise kernels: some 50 per step, 0.69 ms of a
+5.9 ms captured step (benchmarks/RESULTS.md). segnet.py's unpool row measures
+what avoiding them is worth.
 
 `max_unpool` scatters each pooled value straight into an output laid out as
 its input is (NCHW or channels_last), and gathers the gradient back through
