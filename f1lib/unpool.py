@@ -36,7 +36,9 @@ class _MaxUnpool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, index: Tensor, size: tuple[int, int]) -> Tensor:
         layout = _layout(x)
-        out = x.new_zeros((*x.shape[:2], *size)).contiguous(memory_format=layout)
+        # allocated in its layout: new_zeros would give NCHW, and a copy to channels_last
+        out = torch.empty((*x.shape[:2], *size), dtype=x.dtype, device=x.device,
+                          memory_format=layout).zero_()
         n, c = x.shape[:2]
         s_n, s_c, _, s_w = out.stride()
         # index = h * W + w within its (n, c) plane; in either layout the plane's row stride
