@@ -45,7 +45,7 @@ class _MaxUnpool(torch.autograd.Function):
         # is W times its column stride, so the element sits index * s_w past the plane's start
         planes = (torch.arange(n, device=x.device).view(n, 1, 1, 1) * s_n
                   + torch.arange(c, device=x.device).view(1, c, 1, 1) * s_c)
-        positions = index * s_w + planes
+        positions = torch.add(planes, index, alpha=s_w)  # one kernel, in index's layout
         out.as_strided((out.numel(),), (1,)).index_put_((positions,), x)
         ctx.save_for_backward(positions)
         ctx.layout = layout
