@@ -60,7 +60,7 @@ class _MaxUnpool(torch.autograd.Function):
         # index_put_ over one flat index (benchmarks/RESULTS.md)
         out.as_strided((n, sample), (sample, 1)).scatter_(1, positions, rows(x))
         ctx.save_for_backward(positions)
-        ctx.layout, ctx.order, ctx.shape = layout, order, x.shape
+        ctx.layout, ctx.shape = layout, x.shape
         return out
 
     @staticmethod
@@ -69,10 +69,10 @@ class _MaxUnpool(torch.autograd.Function):
         grad = grad.contiguous(memory_format=ctx.layout)  # as the output was: no copy then
         sample = grad.stride(0)
         picked = grad.as_strided((len(grad), sample), (sample, 1)).gather(1, positions)
-        inverse = sorted(range(4), key=ctx.order.__getitem__)
+        order = _memory_order(ctx.layout)
+        inverse = sorted(range(4), key=order.__getitem__)
         # back from each sample's row in memory order to (N, C, h, w), in the output's layout
-        return (picked.view([ctx.shape[d] for d in ctx.order]).permute(inverse),
-                None, None)
+        return picked.view([ctx.shape[d] for d in order]).permute(inverse), None, None
 
 
 def max_unpool(x: Tensor, index: Tensor, size: Sequence[int]) -> Tensor:
