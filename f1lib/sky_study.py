@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .config import Schedule
-from .data.sky import SkyBatch, sample_indices
+from .data.sky_common import SkyBatch, sample_indices
 from .hardware import bf16_convolutions, channels_last_convolutions
 from .lp import f1_score
 from .metrics import sky_iou, thresholded_iou
