@@ -49,11 +49,18 @@ def combined_verdict(verdicts: list[str]) -> str:
     return "not testable here"
 
 
-def claim(key: str, claim: str, paper: str, measured: str, setting: str, verdict: str) -> dict:
+def claim(key: str, claim: str, paper: str, measured: str, setting: str, verdict: str,
+          scope: str | None = None, elsewhere: str | None = None) -> dict:
+    """A row of the ledger. `verdict` is one of VERDICTS; with `scope`, the data it was
+    measured on, the row's verdict reads "on <scope>: <verdict>", followed by `elsewhere`
+    (what was not run: "on COCO-Stuff: not run here"), and `outcome` keeps the bare verdict."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    shown = verdict if scope is None else f"on {scope}: {verdict}"
+    if elsewhere:
+        shown += f"; {elsewhere}"
     return {"key": key, "claim": claim, "paper": paper, "measured": measured,
-            "setting": setting, "verdict": verdict}
+            "setting": setting, "verdict": shown, "outcome": verdict}
 
 
 GLUE_PREFIX = "application/papermill.record/"

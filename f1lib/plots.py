@@ -16,10 +16,14 @@ def style() -> None:
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
 
 
-def band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color: str, **line) -> None:
-    """Mean over seeds against `x`, with its 95% interval shaded."""
+def band(ax, frame: pd.DataFrame, x: str, y: str, label: str, color: str,
+         score: bool = False, **line) -> None:
+    """Mean over seeds against `x`, with its 95% interval shaded; for a `score` (in [0, 1])
+    the interval is cut at that range, which a mean of scores cannot leave."""
     stats = frame.groupby(x)[y].apply(lambda v: mean_ci(v.to_numpy()))
     mean, low, high = (np.array(column) for column in zip(*stats))
+    if score:
+        low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
     steps = stats.index.to_numpy()
     ax.plot(steps, mean, color=color, label=label, **line)
     ax.fill_between(steps, low, high, color=color, alpha=0.25, linewidth=0)
@@ -168,29 +172,28 @@ def smnist_samples(images, digits, big, per_row: int = 10):
     return fig
 
 
-def sky_histogram_figure(fractions: dict, threshold: float, beta: tuple[float, float]):
-    """Figure 7: the density of the sky fraction per source, the Beta target and
-    the big/small threshold, with each source's share of big images."""
-    from scipy import stats as scipy_stats
-
+def sky_histogram_figure(fractions: dict, threshold: float, reference: tuple[int, ...],
+                         reference_name: str):
+    """Figure 7: each source's share of images per tenth of sky fraction, beside the
+    `reference` histogram's (counts per tenth), and the big/small threshold."""
     style()
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    bins = np.linspace(0, 1, 41)
-    colors = sns.color_palette("colorblind", len(fractions))
-    for (name, values), color in zip(fractions.items(), colors):
-        values = np.asarray(values)
+    sources = {reference_name: np.repeat((np.arange(10) + 0.5) / 10, reference)}
+    sources.update({name: np.asarray(values) for name, values in fractions.items()})
+    width = 0.08 / len(sources)  # the bars of one tenth side by side
+    colors = ["0.35", *sns.color_palette("colorblind", len(fractions))]
+    for k, ((name, values), color) in enumerate(zip(sources.items(), colors)):
+        counts, _ = np.histogram(values, bins=10, range=(0, 1))
         share = (values >= threshold).mean()
-        ax.hist(values, bins=bins, density=True, histtype="stepfilled", alpha=0.35, color=color,
-                label=f"{name} (n = {len(values):,}; {100 * share:.1f}% big)")
-    grid = np.linspace(0.001, 0.999, 300)
-    ax.plot(grid, scipy_stats.beta(*beta).pdf(grid), color="k", lw=1.2,
-            label=f"Beta({beta[0]:g}, {beta[1]:g}), COCO-Stuff's moment fit")
+        centres = (np.arange(10) + 0.5) / 10 + (k - (len(sources) - 1) / 2) * width
+        ax.bar(centres, counts / len(values), width=width, color=color,
+               label=f"{name} (n = {len(values):,}; {100 * share:.1f}% big)")
     ax.axvline(threshold, color="crimson", ls="--", lw=1.2)
     top = ax.get_ylim()[1]
-    ax.text(threshold - 0.01, 0.95 * top, "small", ha="right", va="top", color="crimson")
-    ax.text(threshold + 0.01, 0.95 * top, "big", ha="left", va="top", color="crimson")
-    ax.set(xlabel="fraction of sky pixels in the image", ylabel="density", xlim=(0, 1))
-    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1, 0.85))
+    ax.text(threshold - 0.01, 0.97 * top, "small", ha="right", va="top", color="crimson")
+    ax.text(threshold + 0.01, 0.97 * top, "big", ha="left", va="top", color="crimson")
+    ax.set(xlabel="fraction of sky pixels in the image", ylabel="share of images", xlim=(0, 1))
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1, 0.88))
     fig.tight_layout()
     return fig
 
@@ -219,34 +222,71 @@ def sky_samples_figure(images, masks, fractions, threshold: float, columns: int 
     return fig
 
 
-def segmentation_figure(history: pd.DataFrame, summary: pd.DataFrame):
-    """Figure 8: each method's mean IoU and the successor's thresholded IoU (final,
-    95% intervals over seeds), and mean IoU against the outer loop."""
+def _points_and_interval(ax, values, y: float, color: str, marker: str, clip=None) -> None:
+    """Each seed's value as a dot on row `y`, the mean and its 95% interval as a bar."""
+    values = np.asarray(values, dtype=float)
+    ax.scatter(values, np.full(len(values), y + 0.12), s=12, color=color, alpha=0.6,
+               linewidths=0)
+    mean, low, high = mean_ci(values)
+    if clip is not None:
+        low, high = np.clip([low, high], *clip)
+    err = [[mean - low], [high - mean]] if np.isfinite([low, high]).all() else None
+    ax.errorbar([mean], [y], xerr=err, fmt=marker, color=color, capsize=3)
+
+
+def segmentation_figure(history: pd.DataFrame, claimed: float):
+    """Figure 8: each method's final mean IoU and thresholded IoU (seeds as dots, means with
+    95% intervals cut at [0, 1]); each F1 run's mean IoU minus its seed's baseline's, in
+    points, against the claimed gain; and mean IoU against the outer loop."""
+    from .study import final_rows
+
     style()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1, 1.3]})
+    fig, (left, middle, right) = plt.subplots(
+        1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1, 0.9, 1.1]})
+    final = final_rows(history)
+    labels = final["run"].drop_duplicates().tolist()
+    colors = sns.color_palette("colorblind", 2)
     metrics = (("miou", "mean IoU (standard)"), ("thresholded_iou", "thresholded IoU (successor)"))
-    labels = summary["run"].tolist()
-    y = np.arange(len(labels))
-    for k, (column, name) in enumerate(metrics):
-        mean = summary[column].to_numpy()
-        err = np.vstack([mean - summary[f"{column}_low"], summary[f"{column}_high"] - mean])
-        left.errorbar(mean, y + (k - 0.5) * 0.25, xerr=np.where(np.isfinite(err), err, 0),
-                      fmt="o" if k == 0 else "s", capsize=3, label=name)
-    left.set_yticks(y, labels)
+    for y, label in enumerate(labels):
+        rows = final[final["run"] == label]
+        for k, (column, _) in enumerate(metrics):
+            _points_and_interval(left, rows[column], y + (k - 0.5) * 0.3, colors[k],
+                                 "o" if k == 0 else "s", clip=(0, 1))
+    for k, (_, name) in enumerate(metrics):
+        left.errorbar([], [], fmt="o" if k == 0 else "s", color=colors[k], label=name)
+    left.set_yticks(range(len(labels)), labels)
     left.invert_yaxis()
-    left.set(xlabel="final score on the test images", title="Sky segmentation, per method")
+    left.set(xlabel="final score on the test images (dots: seeds)", title="Per method")
     cap_at_score_range(left, "x", margin=0.005)
-    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2,
-                frameon=False)  # below the axes: inside, it hides a point
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1,
+                frameon=False)
+
+    last = final.set_index(["run", "seed"])["miou"]
+    f1_labels = [label for label in labels if label != "baseline"]
+    for y, label in enumerate(f1_labels):
+        if "baseline" not in last.index.get_level_values(0):
+            break
+        both = last.loc[label].index.intersection(last.loc["baseline"].index)
+        diff = 100 * (last.loc[label].loc[both] - last.loc["baseline"].loc[both])
+        method = final[final["run"] == label]["method"].iloc[0]
+        _points_and_interval(middle, diff, y, VARIANT_COLORS.get(method, "k"), "o")
+    middle.axvline(0, color="0.3", lw=1)
+    middle.axvline(100 * claimed, color="crimson", ls="--", lw=1.2)
+    middle.text(100 * claimed, -0.45, f" claimed +{100 * claimed:g}", color="crimson",
+                fontsize=8, va="top")
+    middle.set_yticks(range(len(f1_labels)), f1_labels)
+    middle.set_ylim(len(f1_labels) - 0.5, -0.7)
+    middle.set(xlabel="mean IoU minus the same seed's baseline (points)",
+               title="Against the baseline, seed by seed")
+
     runs = history[(history["status"] == "finished") & (history["outer"] > 0)]
     for label, frame in runs.groupby("run", sort=False):
         look = _method_style(frame["method"].iloc[0], frame["lr_scale"].iloc[0])
         color = look.pop("color")
-        band(right, frame, "outer", "miou", label, color, **look)
+        band(right, frame, "outer", "miou", label, color, score=True, **look)
     right.set(xlabel="outer loop", ylabel="mean IoU", title="Mean IoU on the test images")
     means = runs.groupby(["run", "outer"])["miou"].mean()
-    if len(means):  # an IoU is at most 1: two seeds' t-intervals reach far past it, and
-        # would squash the curves into a sliver of the axis
+    if len(means):
         right.set_ylim(max(0.0, means.min() - 0.05), 1.005)
     right.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

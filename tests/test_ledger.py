@@ -127,3 +127,11 @@ def test_a_claim_measured_several_ways_gets_one_verdict():
     assert combined_verdict(["does not hold", "does not hold"]) == "does not hold"
     assert combined_verdict(["does not hold", "not testable here"]) == "not testable here"
     assert combined_verdict([]) == "not testable here"
+
+
+def test_a_scoped_verdict_says_where_it_was_measured_and_what_was_not_run():
+    row = claim("k", "c", "p", "m", "s", "does not hold", scope="the procedural proxy",
+                elsewhere="on COCO-Stuff: not run here")
+    assert row["verdict"] == "on the procedural proxy: does not hold; on COCO-Stuff: not run here"
+    assert row["outcome"] == "does not hold"
+    assert claim("k", "c", "p", "m", "s", "holds")["verdict"] == "holds"
