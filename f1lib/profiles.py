@@ -121,9 +121,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                   "width": 0.125, "seeds": 2, "outer": 2, "inner": 3, "samples": 2},
         "quick": {"source": "procedural", "n_train": 700, "n_test": 140, "size": [64, 96],
                   "width": 0.125, "seeds": 3, "outer": 8, "inner": 110},
-        # 15 runs of 6,000 steps at 64 x 96 on the slim SegNet
+        # 21 runs of 6,000 steps at 64 x 96 on the slim SegNet: 7 seeds, as the final mean
+        # IoU moves by a point or two between outer loops at this schedule
         "cpu": {"source": "procedural", "n_test": 400, "size": [64, 96], "width": 0.125,
-                "outer": 15, "inner": 400},
+                "seeds": 7, "outer": 15, "inner": 400},
         "paper": {},
     },
 }
