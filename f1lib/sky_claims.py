@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from .data.sky_common import COCO_STUFF_TRAIN, coco_histogram_distance
+from .data.sky_common import COCO_SKY_HISTOGRAM, COCO_STUFF_TRAIN, coco_histogram_distance
 from .ledger import claim, combined_verdict, improvement_verdict
 from .stats import format_ci
 from .study import Run, points_text
@@ -23,6 +24,15 @@ SUCCESSOR_GAIN = 0.800 - 0.776  # the successor's thresholded IoU, F1 against it
 # paper's +4 points from 0 (their gap is 2.7 half-widths)
 DECISIVE_HALF_WIDTH = 0.015
 NOT_RUN_ON_COCO = "on COCO-Stuff: not run here"
+
+
+def sampling_distance(n: int, level: float = 0.95, draws: int = 10_000, seed: int = 0) -> float:
+    """The `level` quantile of the L1 distance between COCO-Stuff's ten-bin histogram and
+    that of `n` images drawn from it: how far a perfect imitation of n images may still lie."""
+    shares = np.asarray(COCO_SKY_HISTOGRAM, dtype=np.float64)
+    shares /= shares.sum()
+    counts = np.random.default_rng(seed).multinomial(n, shares, size=draws)
+    return float(np.quantile(np.abs(counts / n - shares).sum(axis=1), level))
 
 
 def score_text(row, column: str, digits: int = 4) -> str:
@@ -92,7 +102,9 @@ def histogram_claim(fractions: dict, threshold: float, setting: str,
     procedural = fractions["procedural"]
     measured = (f"procedural (synthetic, drawn to follow COCO-Stuff's histogram): "
                 f"{100 * (procedural >= threshold).mean():.1f}% big, L1 distance "
-                f"{coco_histogram_distance(procedural):.3f} to COCO-Stuff's histogram")
+                f"{coco_histogram_distance(procedural):.3f} to COCO-Stuff's histogram (95% of "
+                f"samples of as many images from it lie within "
+                f"{sampling_distance(len(procedural)):.3f})")
     published = COCO_STUFF_TRAIN["big_share"]
     paper = (f"threshold read off the histogram; COCO-Stuff train (both sky categories): "
              f"{100 * published:.1f}% big, median {COCO_STUFF_TRAIN['quantiles'][0.5]}")
