@@ -62,3 +62,21 @@ def test_the_segmentation_paper_profile_is_the_seeds_schedule():
     assert 1e-3 in paper["betas"] and paper["seeds"] >= 2 and paper["width"] == 1.0
     _, quick = profile_config("sky_segmentation", "quick")
     assert quick["source"] == "procedural"  # offline
+
+
+def test_every_notebook_has_every_profile():
+    from f1lib.profiles import PROFILE_NAMES
+
+    for notebook in PROFILES:
+        for name in PROFILE_NAMES:
+            resolved, config = profile_config(notebook, name)
+            assert resolved == name and config, (notebook, name)
+
+
+def test_the_sky_chapters_deciding_profiles_pair_at_least_five_seeds_offline():
+    # the paired intervals decide +4 points only with several seeds; cpu runs without a GPU
+    for name in ("cpu", "paper"):
+        _, config = profile_config("sky_segmentation", name)
+        assert config["seeds"] >= 5 and config["betas"] == [1e-3], name
+    _, cpu = profile_config("sky_segmentation", "cpu")
+    assert cpu["source"] == "procedural" and cpu["size"] == [64, 96]
