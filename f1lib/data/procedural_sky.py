@@ -6,6 +6,7 @@ scene's ground line is placed, by bisection, where the sky drawn has that share 
 pixels. The mask is exactly the pixels painted as sky.
 
 What makes the scenes hard, as photographs are:
+
 - sky seen through and around things: tree canopies with gaps (the sky in the gaps is sky),
   buildings, people, poles and wires in front;
 - things that look like sky and are not: windows mirroring the sky, water, sky-blue walls,
