@@ -155,7 +155,7 @@ def mnist_figure(history: pd.DataFrame, figure_beta: float):
 
 
 def smnist_samples(images, digits, big, per_row: int = 10):
-    """The seed's Figure 1: one digit of each class, big (top) and small (bottom)."""
+    """The paper's Figure 1: one digit of each class, big (top) and small (bottom)."""
     style()
     fig, axes = plt.subplots(2, per_row, figsize=(1.1 * per_row, 2.5))
     for column, digit in enumerate(range(per_row)):

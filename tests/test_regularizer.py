@@ -74,7 +74,7 @@ def test_paper_lagrangian_value_and_gradients_by_hand():
     assert reg.tau.grad.tolist() == pytest.approx([0.5 * 0.35, 0.5 * 0.1, 0.0], abs=1e-6)
     assert reg.w.grad.tolist() == pytest.approx([0.5 * (-0.1 - 0.09)], abs=1e-6)
     assert grad_h.tolist() == pytest.approx([0.075, 0.75, 0.75, -0.15], abs=1e-6)
-    assert reg.b.grad is None  # the seed's LP has no bias
+    assert reg.b.grad is None  # the paper's LP has no bias
 
 
 def test_paper_dual_step_by_hand():
