@@ -263,9 +263,8 @@ def segmentation_figure(history: pd.DataFrame, claimed: float):
 
     last = final.set_index(["run", "seed"])["miou"]
     f1_labels = [label for label in labels if label != "baseline"]
-    for y, label in enumerate(f1_labels):
-        if "baseline" not in last.index.get_level_values(0):
-            break
+    has_baseline = "baseline" in last.index.get_level_values(0)
+    for y, label in enumerate(f1_labels if has_baseline else []):
         both = last.loc[label].index.intersection(last.loc["baseline"].index)
         diff = 100 * (last.loc[label].loc[both] - last.loc["baseline"].loc[both])
         method = final[final["run"] == label]["method"].iloc[0]

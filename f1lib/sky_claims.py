@@ -105,16 +105,16 @@ def histogram_claim(fractions: dict, threshold: float, setting: str,
                 f"{coco_histogram_distance(procedural):.3f} to COCO-Stuff's histogram (95% of "
                 f"samples of as many images from it lie within "
                 f"{sampling_distance(len(procedural)):.3f})")
+    title = f"Sky fraction ≥ {threshold:g} makes an image big (Fig. 7)"
     published = COCO_STUFF_TRAIN["big_share"]
     paper = (f"threshold read off the histogram; COCO-Stuff train (both sky categories): "
              f"{100 * published:.1f}% big, median {COCO_STUFF_TRAIN['quantiles'][0.5]}")
     if coco_name is None:
-        return claim("sky_fig7", f"Sky fraction ≥ {threshold:g} makes an image big (Fig. 7)",
-                     paper, measured, setting, "not testable here", "COCO-Stuff",
+        return claim("sky_fig7", title, paper, measured, setting, "not testable here",
+                     "COCO-Stuff",
                      "its annotations were not read here")
     share = (fractions[coco_name] >= threshold).mean()
     measured += f"; {coco_name}: {100 * share:.1f}% big"
     # the published share is rounded to 0.1 point: agreement within half a point holds
     verdict = "holds" if abs(share - published) < 0.005 else "does not hold"
-    return claim("sky_fig7", f"Sky fraction ≥ {threshold:g} makes an image big (Fig. 7)",
-                 paper, measured, setting, verdict, "COCO-Stuff")
+    return claim("sky_fig7", title, paper, measured, setting, verdict, "COCO-Stuff")

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from f1lib.data.coco_download import DownloadError, download_coco_stuff, fetch
-from f1lib.data.coco_stuff import CocoFormatError, CocoStuffSky
+from f1lib.data.coco_stuff import STUFF_ZIP, CocoFormatError, CocoStuffSky
 
 from coco_files import rle
 
@@ -194,3 +194,25 @@ def test_a_missing_file_and_a_damaged_zip_say_what_happened(tmp_path):
         with pytest.raises(CocoFormatError, match="not a whole zip file"):
             download(server, tmp_path)
     assert not (tmp_path / "stuff_annotations_trainval2017.zip").exists()  # fetched anew next
+
+
+def test_an_extraction_stopped_midway_is_done_again_by_the_next_call(tmp_path, monkeypatch):
+    import f1lib.data.coco_download as coco_download
+
+    real_copy = coco_download.shutil.copyfileobj
+
+    def stop_after_a_few_bytes(source, out, length=0):
+        if "stuff_val2017" not in str(getattr(out, "name", "")):  # stop in the last file
+            return real_copy(source, out, length)
+        out.write(source.read(10))
+        raise KeyboardInterrupt  # as Ctrl-C midway through the extraction
+
+    with Server(coco_tree()) as server:
+        monkeypatch.setattr(coco_download.shutil, "copyfileobj", stop_after_a_few_bytes)
+        with pytest.raises(KeyboardInterrupt):
+            download(server, tmp_path)
+        monkeypatch.setattr(coco_download.shutil, "copyfileobj", real_copy)
+        zips = [p for p, _ in server.requests].count("/annotations/" + STUFF_ZIP)
+        download(server, tmp_path)  # no partial stuff_val2017.json was taken as whole
+    assert CocoStuffSky(tmp_path / "stuff_val2017.json", selection="both").image_ids == [6]
+    assert [p for p, _ in server.requests].count("/annotations/" + STUFF_ZIP) == zips  # reused

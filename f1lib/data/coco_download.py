@@ -82,7 +82,7 @@ def fetch(url: str, destination: Path, timeout: float = 60.0) -> Path:
 def fetch_image(url: str, destination: Path) -> Path:
     """An image, fetched (or kept, if already there) and decoded to check it; a damaged one
     is fetched once more, then reported with its path and address."""
-    for attempt in range(2):
+    for _ in range(2):
         if not destination.exists():
             fetch(url, destination)
         try:
@@ -90,25 +90,28 @@ def fetch_image(url: str, destination: Path) -> Path:
             return destination
         except CocoFormatError as err:
             destination.unlink()
-            if attempt:
-                raise CocoFormatError(f"{err}; fetched twice from {url}") from None
-    raise AssertionError("unreachable")
+            problem = err
+    raise CocoFormatError(f"{problem}; fetched twice from {url}") from None
 
 
 def _unpack_annotations(folder: Path, splits: tuple[str, ...], annotations_url: str) -> None:
     wanted = [f"stuff_{split}2017.json" for split in splits]
     if all((folder / name).is_file() for name in wanted):
         return
-    archive = fetch(annotations_url + STUFF_ZIP, folder / STUFF_ZIP)
+    archive = folder / STUFF_ZIP  # fetch renames only a whole file: one here is complete
+    if not archive.is_file():
+        fetch(annotations_url + STUFF_ZIP, archive)
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = {Path(m).name: m for m in zipped.namelist()}
             missing = [name for name in wanted if name not in members]
             if missing:
                 raise CocoFormatError(f"{archive} holds no {', '.join(missing)}")
-            for name in wanted:
-                with zipped.open(members[name]) as source, open(folder / name, "wb") as out:
+            for name in wanted:  # through a .part file: a killed extraction is not taken whole
+                part = folder / f"{name}.part"
+                with zipped.open(members[name]) as source, open(part, "wb") as out:
                     shutil.copyfileobj(source, out, CHUNK)
+                os.replace(part, folder / name)
     except zipfile.BadZipFile as err:
         archive.unlink()
         raise CocoFormatError(f"{archive} is not a whole zip file ({err}); it was deleted: "
