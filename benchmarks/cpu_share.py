@@ -10,7 +10,7 @@ default threads, is the reference. Each process reports its own painting time, s
 (imports, the textures' warm-up) excluded; the table gives the slowest of each round, the
 medians over --repeats rounds.
 
-    python benchmarks/cpu_share.py                       # 4 at once, as device.sh's JOBS
+    python benchmarks/cpu_share.py                       # 4 at once, as `make reproduce JOBS=4`
     python benchmarks/cpu_share.py --processes 2 --images 400 --repeats 1
 """
 

@@ -88,7 +88,7 @@ from f1lib.hardware import bf16_convolutions, channels_last_convolutions
 from f1lib.metrics import sky_iou
 from f1lib.models import SegNet
 from f1lib.steps import CapturedStep, RunLoss, param_groups, side_by_side, single_run_step
-from f1lib.train import batch_order
+from f1lib.tensor_data import batch_order
 from f1lib.unpool import max_unpool
 from naive import naive_loop
 from timing import print_profile, steady_rate, timed

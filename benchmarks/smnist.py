@@ -1,6 +1,6 @@
 """S-MNIST training speed: a naive PyTorch loop against f1lib's trainer, in one process.
 
-The work is the seed's MNIST experiment: S-MNIST (every digit big and small on a
+The work is the paper's MNIST experiment: S-MNIST (every digit big and small on a
 64x64 canvas), the MLP 4096 -> 500 -> 10 with its 500 -> 1 F1 head, the F1
 regularizer, SGD on minibatches of 100 and a dual step every `inner` steps.
 
@@ -10,7 +10,7 @@ naive       the obvious implementation: a Dataset that builds each 64x64 image
             the big/small accuracies, and `.item()` bookkeeping every step.
             It uses f1lib's F1Regularizer, so the arithmetic is the same and
             only the engineering differs.
-f1lib       f1lib.train.train_runs on the whole S-MNIST set held on the device:
+f1lib       f1lib.training.train_runs on the whole S-MNIST set held on the device:
             one run, then R runs (seeds x betas) batched into one vmapped step;
             on CUDA also with the inner step replayed as a CUDA graph; on the CPU
             also one run under bfloat16 autocast ("eager, bf16": the MLP's matrix
@@ -51,7 +51,7 @@ from f1lib import F1Hyper, F1Regularizer, Schedule, SharedHeadMLP, TensorData
 from f1lib.data.mnist import load_digits, make_smnist
 from f1lib.hardware import tf32_matmuls
 from f1lib.profiles import PROFILES
-from f1lib.train import train_runs
+from f1lib.training import train_runs
 from naive import naive_loop
 from timing import print_profile, steady_rate, timed
 

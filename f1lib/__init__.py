@@ -4,7 +4,8 @@ from .config import F1Hyper, Schedule
 from .lp import LPSolution, f1_score, hinge_bounds, hinge_f1_bound, solve_lp
 from .models import FixedFeatures, SharedHeadMLP
 from .regularizer import F1Regularizer
-from .train import NonFiniteError, TensorData, batch_order, train, train_runs
+from .tensor_data import TensorData, batch_order
+from .training import NonFiniteError, train, train_runs
 
 __version__ = "0.1.0"
 

@@ -82,6 +82,14 @@ def check_variant(variant: str) -> str:
     return variant
 
 
+def check_hyper(hyper: "F1Hyper | None") -> "F1Hyper":
+    """`hyper`, or the paper's F1Hyper() for None; anything else raises ValueError."""
+    hyper = hyper if hyper is not None else F1Hyper()
+    if not isinstance(hyper, F1Hyper):
+        raise ValueError(f"hyper must be an F1Hyper, got {type(hyper).__name__}")
+    return hyper
+
+
 def check_variants(variants) -> list[str]:
     """A study's variants: one or more of VARIANTS, each once."""
     variants = list(variants)

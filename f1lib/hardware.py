@@ -22,9 +22,8 @@ def channels_last_convolutions(device) -> bool:
     """Whether a convolutional network on `device` should hold its images and weights in
     channels_last memory format: under bf16 convolutions (`bf16_convolutions`), whose
     tensor-core kernels read channels last, and on the CPU, where oneDNN's float32
-    convolutions do too: on a 2-core CPU SegNet's training step ran a median 1.11-1.12x
-    as fast as in the default NCHW (benchmarks/RESULTS.md), computing the same function
-    (tests/test_segmentation.py compares the two layouts in float64). Older GPUs' float32
+    convolutions do too, and measured faster than NCHW (benchmarks/RESULTS.md), computing
+    the same function (tests/test_segmentation.py compares the two layouts in float64). Older GPUs' float32
     convolutions stay NCHW, as nothing has measured them."""
     device = torch.device(device)
     return device.type == "cpu" or bf16_convolutions(device)

@@ -1,11 +1,10 @@
 """The claims ledger: each claim of the paper, what we measured, and a verdict.
 
-A notebook builds its claims with `claim(...)`, glues each field for the
-book's claims page (`glue`, pasted there with myst-nb's `{glue:text}` role)
-and stores them in its figure's JSON under results["claims"]. The README's
-table is made from those JSON files (`python -m f1lib.ledger`), never by hand,
-and so is the table beside it, which the book's intro page shows too, of what
-computed each chapter, and how long it took.
+A notebook builds its claims with `claim(...)` and stores them in its figure's JSON
+under results["claims"]. The README's table and the book's claims page are made from
+those JSON files (`python -m f1lib.ledger`), never by hand, verdict first; so is the
+table, on the README and on the book's intro page, of what computed each chapter and
+how long it took.
 """
 
 from __future__ import annotations
@@ -19,7 +18,12 @@ from .provenance import notebook_costs, records, repo_root
 VERDICTS = ("holds", "partly", "does not hold", "not testable here")
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 COSTS_START, COSTS_END = "<!-- costs:start -->", "<!-- costs:end -->"
+SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
 COLUMNS = ("claim", "paper", "measured", "setting", "verdict")
+# the verdict at a glance: a sphinx-design badge colour on the book's page, a mark in the README
+BADGES = {"holds": "success", "partly": "warning", "does not hold": "danger",
+          "not testable here": "muted"}
+MARKS = {"holds": "🟢", "partly": "🟡", "does not hold": "🔴", "not testable here": "⚪"}
 
 
 def improvement_verdict(low: float, high: float, claimed: float) -> str:
@@ -63,30 +67,10 @@ def claim(key: str, claim: str, paper: str, measured: str, setting: str, verdict
             "setting": setting, "verdict": shown, "outcome": verdict}
 
 
-GLUE_PREFIX = "application/papermill.record/"
-
-
-def glue(name: str, value) -> None:
-    """Store `value` in the notebook's output under `name`, undisplayed, in the
-    format myst-nb's glue reads (a scrapbook record). Written here so that a
-    notebook glues on machines without myst-nb too (the GPU machine has none);
-    outside IPython it does nothing."""
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:
-        return
-    if get_ipython() is None:
-        return
-    display({GLUE_PREFIX + "text/plain": repr(value)}, raw=True,
-            metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
-
-
-def glue_claims(claims: list[dict]) -> None:
-    """Glue every field of every claim as `claim_<key>_<field>`."""
-    for row in claims:
-        for field in COLUMNS:
-            glue(f"claim_{row['key']}_{field}", row[field])
+def claims_markdown(claims: list[dict]) -> str:
+    """A chapter's claims in words: each claim, what was measured, and its verdict."""
+    return "\n\n".join(f"**{c['claim']}**: {c['measured']}. Verdict: **{c['verdict']}**."
+                         for c in claims)
 
 
 def collect(figures: Path) -> list[dict]:
@@ -103,9 +87,38 @@ def table(header: list[str], rows: list[list]) -> str:
     return "".join("| " + " | ".join(cell(value) for value in line) + " |\n" for line in lines)
 
 
+def outcome(row: dict) -> tuple[str, str]:
+    """(the bare verdict, what the row says around it: its scope and what was not run)."""
+    bare, shown = row.get("outcome", row["verdict"]), row["verdict"]
+    scope, _, elsewhere = shown.partition(f": {bare}") if shown != bare else ("", "", "")
+    return bare, "; ".join(part for part in (scope, elsewhere.strip("; ")) if part)
+
+
 def markdown_table(rows: list[dict]) -> str:
-    return table(["claim", "the paper", "measured here", "setting", "verdict"],
-                 [[r[c] for c in COLUMNS] for r in rows])
+    """The README's table: the verdict (a coloured mark first), the claim, what was measured."""
+    cells = []
+    for r in rows:
+        bare, rest = outcome(r)
+        cells.append([f"{MARKS[bare]} {bare}" + (f" ({rest})" if rest else ""), r["claim"],
+                      r["measured"], f"[{r['source'].removesuffix('.ipynb')}](book/{r['source']})"])
+    return table(["verdict", "claim", "measured here (95% intervals)", "chapter"], cells)
+
+
+def claims_page(rows: list[dict]) -> str:
+    """The book's claims page body: a badge per verdict beside its claim, then each claim's
+    details (the paper's words, the measurement, its setting) in a dropdown."""
+    cells = []
+    for r in rows:
+        bare, rest = outcome(r)
+        badge = f"{{bdg-{BADGES[bare]}}}`{bare}`" + (f" {rest}" if rest else "")
+        cells.append([badge, f"[{r['claim']}](claim-{r['key']})",
+                      f"[{r['source'].removesuffix('.ipynb')}]({r['source']})"])
+    parts = [table(["verdict", "claim", "chapter"], cells)]
+    for r in rows:
+        parts.append(f"\n(claim-{r['key']})=\n:::{{dropdown}} {r['claim']}\n"
+                     f"The paper\n: {r['paper']}\n\nMeasured here\n: {r['measured']}\n\n"
+                     f"Setting\n: {r['setting']}\n\nVerdict\n: {r['verdict']}\n:::\n")
+    return "".join(parts)
 
 
 def costs_table(figures: Path, links: str = "book/") -> str:
@@ -126,6 +139,23 @@ def costs_table(figures: Path, links: str = "book/") -> str:
                   "commit, date"], rows)
 
 
+def settings_page(figures: Path) -> str:
+    """Each chapter's resolved parameters as its last execution ran them (the record with the
+    longest notebook time, as in `costs_table`), a section per notebook."""
+    last: dict[str, dict] = {}
+    for _, record in records(figures):
+        if "parameters" in record and record["wall_time_s"] >= last.get(
+                record["notebook"], {}).get("wall_time_s", -1):
+            last[record["notebook"]] = record
+    parts = []
+    for notebook, record in sorted(last.items()):
+        stem = notebook.removesuffix(".ipynb")
+        rows = [["profile", f"`{record['profile']}`"]] + [
+            [name, f"`{value!r}`"] for name, value in record["parameters"].items()]
+        parts.append(f"\n## [{stem}]({notebook})\n\n" + table(["parameter", "value"], rows))
+    return "".join(parts)
+
+
 def replace_section(text: str, start: str, end: str, body: str, where: Path) -> str:
     """`text` with what lies between the markers `start` and `end` replaced by `body`."""
     if start not in text or end not in text:
@@ -135,14 +165,20 @@ def replace_section(text: str, start: str, end: str, body: str, where: Path) -> 
     return f"{before}{start}\n{body}{end}{after}"
 
 
-def update_tables(readme: Path, intro: Path, figures: Path) -> bool:
+def update_tables(readme: Path, intro: Path, figures: Path, claims: Path | None = None,
+                  settings: Path | None = None) -> bool:
     """Rewrite the tables made from the records in `figures`, each between its markers: the
-    README's claims table and its table of what computed each chapter, and the same costs
-    table on the book's `intro` page; True if any changed. Nothing is written unless both
-    pages have their markers."""
-    pages = {readme: [(START, END, markdown_table(collect(figures))),
+    README's claims table and its table of what computed each chapter, the same costs
+    table on the book's `intro` page and, given, the book's `claims` and `settings` pages;
+    True if any changed. Nothing is written unless every page has its markers."""
+    rows = collect(figures)
+    pages = {readme: [(START, END, markdown_table(rows)),
                       (COSTS_START, COSTS_END, costs_table(figures))],
              intro: [(COSTS_START, COSTS_END, costs_table(figures, links=""))]}
+    if claims is not None:
+        pages[claims] = [(START, END, claims_page(rows))]
+    if settings is not None:
+        pages[settings] = [(SETTINGS_START, SETTINGS_END, settings_page(figures))]
     changed = {}
     for page, sections in pages.items():
         text = new = Path(page).read_text()
@@ -158,11 +194,14 @@ def update_tables(readme: Path, intro: Path, figures: Path) -> bool:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         prog="python -m f1lib.ledger",
-        description="Rebuild the README's claims table, and the README's and the book's "
-                    "table of what computed each chapter, from the records in figures/*.json.")
+        description="Rebuild the README's and the book's claims tables, and their tables of "
+                    "what computed each chapter, from the records in figures/*.json.")
     parser.add_argument("readme", nargs="?", type=Path,
                         help="the README to rewrite (default: the checkout's README.md)")
     root = repo_root() or Path.cwd()
     readme = parser.parse_args().readme or root / "README.md"
-    changed = update_tables(readme, root / "book" / "intro.md", root / "figures")
-    print(f"{readme} and book/intro.md: tables {'updated' if changed else 'unchanged'}")
+    book = root / "book"
+    changed = update_tables(readme, book / "intro.md", root / "figures", book / "claims.md",
+                            book / "settings.md")
+    print(f"{readme} and book/{{intro,claims,settings}}.md: tables "
+          f"{'updated' if changed else 'unchanged'}")

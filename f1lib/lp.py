@@ -9,7 +9,7 @@ bounds on the true and false positives,
 
 For a linear scorer f = (w.x + b) / eps, the Charnes-Cooper change of
 variables (eps = 1 / tp_l, w and b scaled by eps) turns "maximise F1_lb" into
-the seed paper's LP (5)-(9), here with the bias b that the seed omits:
+the paper's LP (5)-(9), here with the bias b that the paper omits:
 
     min   |I+| eps + sum_{I+} tau_i + sum_{I-} phi_j
     s.t.  tau_i <= eps,  tau_i <= w.x_i + b              (i in I+)
@@ -187,3 +187,24 @@ def f1_score(scores, positive) -> torch.Tensor:
     tp = (pred & pos).sum()
     den = pos.sum() + pred.sum()
     return torch.where(den > 0, 2 * tp / den.clamp(min=1), 0.0).to(s.dtype)
+
+
+def constraint_report(tau, eps, scores, positive, seen) -> dict[str, torch.Tensor]:
+    """How far the point (tau, eps) with each example's score is from the LP's
+    constraints, and the bounds it gives: |sum tau - 1|, the total violation of
+    sum tau = 1, tau_i <= s_i and tau_i <= eps (tau in I+'s order), and the hinge F1
+    bound and F1 over the examples `seen` (those that have a score)."""
+    s_pos, seen_pos = scores[positive], seen[positive]
+    sum_error = tau.sum() - 1
+    violation = (
+        sum_error.abs()
+        + (torch.relu(tau - s_pos) * seen_pos).sum()
+        + torch.relu(tau - eps).sum()
+    )
+    return {
+        "sum_tau_error": sum_error,
+        "violation": violation,
+        "f1_bound": hinge_f1_bound(scores[seen], positive[seen], eps),
+        "f1": f1_score(scores[seen], positive[seen]),
+        "eps": eps,
+    }

@@ -26,10 +26,11 @@ from .data.gaussians import check_problem_size, gaussian_problem
 from .lp import f1_score, hinge_f1_bound, solve_lp
 from .models import FixedFeatures
 from .progress import progress_bar
-# lp_bound.ipynb imports VARIANT_HAS_BIAS from this module
-from .regularizer import VARIANT_HAS_BIAS, F1Regularizer  # noqa: F401
+from .regularizer import VARIANT_HAS_BIAS, F1Regularizer
+from .stats import mean_ci
 from .study import tagged_rows
-from .train import TensorData, train_runs
+from .tensor_data import TensorData
+from .training import train_runs
 
 # how often, at most, a pool worker sends its steps to run_lp_study's progress bar
 REPORT_INTERVAL_S = 0.5
@@ -226,3 +227,31 @@ def _pool_job(index: int, job: Job) -> list[dict]:
             pending, sent_at = 0, time.monotonic()
 
     return run_job(job, report)
+
+
+def lp_summary(history: pd.DataFrame, reference: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(each run's last row with its LP's bound and `gap`, the learned bound over the LP's;
+    per problem and variant, the runs, how many finished, and the means over the finished
+    runs of the bound, gap, violation and true F1, each with its 95% interval). A diverged
+    run's last row is where it stopped."""
+    last = history[history["outer"] == history.groupby(["problem", "variant", "seed"])["outer"]
+                   .transform("max")].copy()
+    ref = reference.set_index("problem")
+    last["lp_bound"] = [ref.loc[p, "lp_bound_bias" if VARIANT_HAS_BIAS[v] else "lp_bound_no_bias"]
+                        for p, v in zip(last["problem"], last["variant"])]
+    last["gap"] = last["exact_f1_bound"] / last["lp_bound"]
+
+    def summarise(frame: pd.DataFrame) -> pd.Series:
+        finished = frame[frame["status"] == "finished"]
+        out = {"lp_bound": frame["lp_bound"].iloc[0], "runs": len(frame),
+               "finished": len(finished)}
+        for column in ("exact_f1_bound", "gap", "violation", "true_f1"):
+            mean, low, high = (mean_ci(finished[column].to_numpy()) if len(finished)
+                               else (float("nan"),) * 3)
+            out[column] = mean
+            out[column + "_ci"] = f"[{low:.3f}, {high:.3f}]"
+        return pd.Series(out)
+
+    summary = (last.groupby(["problem", "variant"], sort=False)
+               .apply(summarise, include_groups=False).reset_index())
+    return last, summary

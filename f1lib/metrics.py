@@ -67,7 +67,8 @@ THRESHOLDS = 10  # 0.50, 0.55, ..., 0.95
 def thresholded_iou(pred: Tensor, target: Tensor) -> Tensor:
     """The successor's "mean IoU": per image, the fraction of the thresholds
     0.50, 0.55, ..., 0.95 that its sky IoU exceeds, averaged over images; its
-    code computes ceil(clamp(20 (IoU - 0.5), 0, 10)) / 10 (REFERENCE.md). Not the
+    public code (github.com/abhay-venkatesh/f1-cv) computes
+    ceil(clamp(20 (IoU - 0.5), 0, 10)) / 10. Not the
     standard mean IoU.
 
     Counted exactly, in integers (IoU > 0.5 + 0.05 k  <=>  20 inter > (10 + k) union):

@@ -18,8 +18,7 @@ from .lp import f1_score, hinge_f1_bound
 from .metrics import accuracy_by_group
 from .models import SharedHeadMLP
 from .regularizer import F1Regularizer
-from .study import Run, run_study, tensor_digest, train_together
-from .train import TensorData
+from .study import Run, run_split_study, train_split
 
 
 def evaluation(regularizer: F1Regularizer, test: SMnist):
@@ -45,17 +44,16 @@ def train_batch(runs: list[Run], train_set: SMnist, test_set: SMnist, schedule: 
     """Runs of one batch key (f1lib.study.batch_key), trained together: each
     run's history rows, tagged with the run and its status.
 
-    f1_head: the seed's one-unit F1 head on the shared layer (True), or the
+    f1_head: the paper's one-unit F1 head on the shared layer (True), or the
     regularizer's hyperplane over the 500 hidden units (see SharedHeadMLP).
     graph: replay the inner step as a CUDA graph (CUDA only).
     tf32: float32 matrix products on TF32 tensor cores (CUDA only).
     """
     device = train_set.images.device
     in_features = train_set.images[0].numel()
-    data = TensorData(train_set.images, train_set.digits, train_set.big)
-    rows, _ = train_together(
-        runs, lambda: SharedHeadMLP(in_features=in_features, f1_head=f1_head).to(device), data,
-        schedule, lambda reg: evaluation(reg, test_set), checkpoint, graph=graph, tf32=tf32)
+    rows, _ = train_split(
+        runs, lambda: SharedHeadMLP(in_features=in_features, f1_head=f1_head).to(device),
+        train_set, test_set, schedule, evaluation, checkpoint, graph=graph, tf32=tf32)
     return rows
 
 
@@ -66,18 +64,16 @@ def run_mnist_study(runs: list[Run], train_set: SMnist, test_set: SMnist, schedu
 
     On CUDA, runs that differ in seed and beta only train together: the step
     is launch-bound there, and R stacked runs cost about one. On the CPU the
-    step is compute-bound and the stacked (batched) matrix products are
-    slower than separate ones (benchmarks/RESULTS.md), so runs train one at a
-    time; either way each run's result is the same, to rounding.
+    step is compute-bound and stacked matrix products are slower than separate
+    ones, so runs train one at a time; either way each run's result is the same,
+    to rounding.
     """
     def train_one_batch(batch: list[Run], checkpoint: Path) -> list[list[dict]]:
         return train_batch(batch, train_set, test_set, schedule, checkpoint, f1_head, graph, tf32)
 
     max_together = None if train_set.images.device.type == "cuda" else 1
-    data = tensor_digest(*(getattr(part, name) for part in (train_set, test_set)
-                           for name in ("images", "digits", "big")))
-    setting = [schedule.as_dict(), data, f1_head, tf32]  # tf32 changes the results
-    return run_study(runs, train_one_batch, work_dir, setting, max_together=max_together)
+    return run_split_study(runs, train_one_batch, train_set, test_set, schedule, work_dir,
+                           [f1_head, tf32], max_together=max_together)  # tf32 moves results
 
 
 # what the notebook summarises, per method

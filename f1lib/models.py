@@ -39,7 +39,7 @@ class FixedFeatures(nn.Module):
 class SharedHeadMLP(nn.Module):
     """in -> hidden (ReLU) -> classes, and the F1 features from the same hidden layer.
 
-    The seed's MNIST model (4096 -> 500 -> 10). The seed scores the F1 task as
+    The paper's MNIST model (4096 -> 500 -> 10). The paper scores the F1 task as
     w . h_F1 with h_F1 = fc_1(hidden), a one-unit linear head (with bias) on
     the shared layer, and the LP's w a scalar on top: `f1_head=True`, the
     default, returns that head's output and wants `F1Regularizer(positive,
@@ -73,7 +73,7 @@ def _conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
     # no bias: the batch norm subtracts each channel's mean, and a bias with it (in training
     # the batch's mean, in evaluation the running mean, which would hold the bias too), so a
     # bias here changes no output and only costs a gradient reduction and an add per layer and
-    # step (the largest share of them in the sky step's profile, benchmarks/RESULTS.md)
+    # step
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
                          nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 

@@ -182,3 +182,12 @@ def profile_config(notebook: str, profile: str = "auto", **overrides: Any) -> tu
             raise ValueError(f"{notebook}: unknown parameter {key!r}; known: {sorted(config)}")
         config[key] = _check_value(notebook, key, value, config[key])
     return name, config
+
+
+def notebook_config(notebook: str, namespace: dict) -> tuple[str, dict]:
+    """`profile_config` of a notebook's parameters cell: its `profile` and each setting of
+    the notebook's profiles, read from `namespace` (the notebook's globals()); a setting
+    that is None or absent takes the profile's value."""
+    names = PROFILES[notebook]["defaults"] if notebook in PROFILES else {}
+    return profile_config(notebook, namespace.get("profile", "auto"),
+                          **{name: namespace.get(name) for name in names})

@@ -84,7 +84,7 @@ def git_state() -> dict:
     """The commit that the outputs come from, and whether f1lib's files differ from it.
 
     $F1LIB_GIT_COMMIT, when set, names that commit: a copy of a checkout run elsewhere
-    (benchmarks/device.sh on a GPU machine) may have no .git, or one whose HEAD is another
+    (on a machine it was copied to) may have no .git, or one whose HEAD is another
     commit. f1lib is then compared with the commit named where this repository has it,
     and is unknown (None) where it does not.
     """

@@ -98,10 +98,7 @@ def usable_cores() -> int:
 def kernel_threads(at_once: int, cores: int) -> int:
     """CPU threads for each of `at_once` notebooks that run together on `cores` cores: an
     equal share. Left alone, each kernel's torch starts one thread per core, and threads
-    that outnumber the cores wait on each other: four notebooks at once on the H200 machine's
-    16 cores took sky_histogram 164 s, which takes 13 s alone on this project's 2-core VM,
-    and sky_segmentation's scenes 3 min to paint before its training, 7 s alone
-    (benchmarks/RESULTS.md, 2026-11-28; benchmarks/cpu_share.py measures the effect)."""
+    that outnumber the cores wait on each other (benchmarks/cpu_share.py)."""
     return max(1, cores // at_once)
 
 
@@ -109,8 +106,8 @@ def shares_threads() -> bool:
     """Whether notebooks run at once get `kernel_threads`: on a CUDA machine, where their
     CPU work is set-up (painting scenes, reading digits) and the GPU trains. On a CPU-only
     machine the notebooks train on the CPU, and a share fixed at launch would keep a long
-    notebook at its share after the short ones end: the quick profile's two sky chapters
-    took 92.8 s so against 82.2 and 90.1 s with torch's threads (benchmarks/RESULTS.md)."""
+    notebook at its share after the short ones end, which measured slower
+    (benchmarks/RESULTS.md)."""
     import torch
 
     return torch.cuda.is_available()
@@ -316,8 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         return 128 + signal.SIGINT
     readme = root / "README.md"
-    changed = update_tables(readme, book / "intro.md", root / "figures")
-    print(f"{readme} and {book.name}/intro.md: tables {'updated' if changed else 'unchanged'}; "
+    # a book of a few test notebooks may have no claims or settings page
+    claims, settings = (page if page.exists() else None
+                        for page in (book / "claims.md", book / "settings.md"))
+    changed = update_tables(readme, book / "intro.md", root / "figures", claims, settings)
+    print(f"{readme} and the book's pages: tables {'updated' if changed else 'unchanged'}; "
           f"{len(notebooks)} notebook{'s' if len(notebooks) != 1 else ''} in "
           f"{time.perf_counter() - start:.0f} s"
           + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -25,17 +25,15 @@ from .lp import f1_score
 from .metrics import sky_iou, thresholded_iou
 from .models import SegNet
 from .regularizer import F1Regularizer
-from .study import Run, run_study, tensor_digest, train_together
-from .train import TensorData
+from .study import Run, run_split_study, train_split
 
 # what the notebook summarises, per method
 SUMMARY_COLUMNS = ("miou", "iou_sky", "thresholded_iou", "miou_big", "miou_small", "head_f1",
                    "violation")
 
-# SegNet runs trained side by side on CUDA (f1lib.steps.side_by_side): on an H200 at 128x192,
-# three as one CUDA graph's parallel branches trained 1.51x as many steps per second as one
-# (benchmarks/RESULTS.md); more were not measured. On the CPU they train one at a time: there
-# the step is compute-bound and nothing overlaps.
+# SegNet runs trained side by side on CUDA (f1lib.steps.side_by_side), where one run leaves
+# the GPU under-filled (benchmarks/RESULTS.md); on the CPU the step is compute-bound and they
+# train one at a time.
 SIDE_BY_SIDE = 3
 
 
@@ -54,6 +52,11 @@ class SkySet:
         if channels_last_convolutions(device):
             images = images.contiguous(memory_format=torch.channels_last)
         return cls(images, batch.masks.to(device).long(), batch.big.to(device))
+
+    @property
+    def targets(self) -> Tensor:
+        """The task's targets: the sky masks."""
+        return self.masks
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -103,7 +106,7 @@ def unpack_masks(text: str, shape: tuple[int, ...]) -> Tensor:
 def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: Schedule,
                 width: float, checkpoint: Path | None = None, samples: int = 4,
                 graph: bool = False) -> list[list[dict]]:
-    """Runs of one learning rate, trained side by side (f1lib.train.train_runs with
+    """Runs of one learning rate, trained side by side (f1lib.training.train_runs with
     stack=False): each run's history rows, the last of which also holds the final
     model's masks of `samples` test images (`sample_indices`, `pack_masks`). On a GPU with
     bf16 convolutions (`f1lib.hardware.bf16_convolutions`) the network runs under bf16
@@ -117,11 +120,9 @@ def train_batch(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule: 
         model = SegNet(width=width).to(device)
         return model.to(memory_format=torch.channels_last) if channels_last else model
 
-    data = TensorData(train_set.images, train_set.masks, train_set.big)
-    histories, models = train_together(runs, make_model, data, schedule,
-                                       lambda reg: evaluation(reg, test_set), checkpoint,
-                                       task_loss=F.cross_entropy, bf16=bf16, graph=graph,
-                                       stack=False)
+    histories, models = train_split(runs, make_model, train_set, test_set, schedule,
+                                    evaluation, checkpoint, task_loss=F.cross_entropy,
+                                    bf16=bf16, graph=graph, stack=False)
     shown = sample_indices(test_set.big, samples).to(device)
     for rows, model in zip(histories, models, strict=True):
         if rows[-1]["status"] == "finished" and samples:
@@ -143,12 +144,26 @@ def run_sky_study(runs: list[Run], train_set: SkySet, test_set: SkySet, schedule
         return train_batch(batch, train_set, test_set, schedule, width, checkpoint, samples,
                            graph)
 
-    data = tensor_digest(*(getattr(part, name) for part in (train_set, test_set)
-                           for name in ("images", "masks", "big")))
-    setting = [schedule.as_dict(), data, width, samples]
     if side_by_side is None:
         side_by_side = SIDE_BY_SIDE if train_set.images.device.type == "cuda" else 1
     if side_by_side < 1:
         raise ValueError(f"side_by_side: at least one run at a time, got {side_by_side}")
-    return run_study(runs, train_some, work_dir, setting, group_by=lambda run: run.lr_scale,
-                     max_together=side_by_side)
+    return run_split_study(runs, train_some, train_set, test_set, schedule, work_dir,
+                           [width, samples], group_by=lambda run: run.lr_scale,
+                           max_together=side_by_side)
+
+
+def segnet_parameters(width: float) -> int:
+    """How many parameters SegNet has at channel multiplier `width`."""
+    return sum(p.numel() for p in SegNet(width=width).parameters())
+
+
+def setup_text(profile: str, device: str, runs: list[Run], seeds: int, schedule: Schedule,
+               width: float) -> str:
+    """The sky_segmentation chapter's set-up in one line: its runs, schedule and network."""
+    parameters = segnet_parameters(width)
+    return (f"profile {profile!r} on {device}: {len(runs)} runs ({len(runs) // seeds} "
+            f"methods x {seeds} seeds), {schedule.outer} x {schedule.inner} steps of batch "
+            f"{schedule.batch_size}, SGD lr {schedule.lr:g}; SegNet width {width:g} "
+            f"({parameters:,} parameters), {'bf16' if bf16_convolutions(device) else 'float32'} "
+            f"in {'channels_last' if channels_last_convolutions(device) else 'NCHW'}")

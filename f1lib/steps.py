@@ -12,13 +12,13 @@ Several runs of one experiment step together in one of two ways:
   result is exactly what it would be alone. This serves networks that vmap cannot batch.
 
 On CUDA any of these steps can be captured once as a CUDA graph and replayed
-(`CapturedStep`). `f1lib.train.train_runs` runs the steps built here in Algorithm 1's loops.
+(`CapturedStep`). `f1lib.training.train_runs` runs the steps built here in Algorithm 1's loops.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,9 +26,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .config import Schedule
 from .regularizer import F1Regularizer
-
-if TYPE_CHECKING:
-    from .train import TensorData
+from .tensor_data import TensorData
 
 
 class RunLoss(nn.Module):
@@ -114,9 +112,7 @@ def side_by_side(steps: Sequence[Callable[[Tensor], tuple[Tensor, Tensor]]],
     stream then waits for every run's: the runs' kernels may overlap on the
     device, while all that came before and comes after sees them in order.
     Captured in a CUDA graph, the streams become the graph's parallel branches.
-    On the H200, three SegNet runs at 128x192 so trained 1.51x as many steps
-    per second as one (benchmarks/RESULTS.md). Each step is its run's own,
-    unchanged: the runs end exactly as they would alone.
+    Each step is its run's own, unchanged: the runs end exactly as they would alone.
     """
     lanes = [torch.cuda.Stream() for _ in steps] if streams else []
 

@@ -8,49 +8,45 @@ runs differ in the F1 term only:
             bitwise those of no regularizer), while the stable variant's LP
             variables still fit the F1 head's output, so the baseline has a
             head F1 to compare too.
-  paper     the seed's equations and step sizes (F1Regularizer variant "paper").
+  paper     the paper's equations and step sizes (F1Regularizer variant "paper").
   stable    the corrected Lagrangian (variant "stable").
 
 A run's results are history rows (one per outer loop). Runs train together
-(`train_together`, through f1lib.train.train_runs): stacked, when they differ in
+(`train_together`, through f1lib.training.train_runs): stacked, when they differ in
 seed and beta only, or side by side, when they share a learning rate.
 `run_study` keeps every finished run and the checkpoint of the batch in
-progress in a folder, written every CHECKPOINT_INTERVAL_S and at the step where
-a SIGINT or SIGTERM stops it, so an interrupted study resumes where it stopped.
-Those files are keyed on f1lib's source too (`library_fingerprint`, over the
-modules that train and evaluate the runs): a run that older code finished is
-trained again, so that a figure never mixes two versions of the method under
-one commit in its provenance.
+progress in a folder, so an interrupted study resumes where it stopped; its files
+are keyed on the source that trains the runs and on their data (`f1lib.fingerprint`).
+`train_split` and `run_split_study` are the skeleton that the MNIST and sky studies share:
+a training and a test set, each with `images`, `targets` and `big` (the F1 positives).
 """
 
 from __future__ import annotations
 
-import ast
-import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from time import monotonic  # this module's own name for it: tests move its clock
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Protocol
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from .checkpoint import checkpoint_elapsed
 from .config import F1Hyper, Schedule, check_variants
 from .files import replace_atomically
+from .fingerprint import library_fingerprint, tensor_digest
 from .progress import progress_bar
 from .regularizer import F1Regularizer
 from .stats import format_ci, mean_ci
-from .train import NonFiniteError, TensorData, checkpoint_elapsed, train_runs
+from .tensor_data import TensorData
+from .training import NonFiniteError, train_runs
 
 METHODS = ("baseline", "paper", "stable")
-PACKAGE = Path(__file__).parent
-# seconds between checkpoints of a batch in progress: writing one (118 MB for SegNet, 205 MB
-# for 25 stacked MLP runs, some 0.2-0.5 s) every outer loop would cost about as much as a GPU
-# takes for the outer loop's 600 steps. Ctrl-C, Jupyter's interrupt and SIGTERM write one at the
-# step they stop (f1lib.signals.HeldSignals); a kill loses up to this long and an outer loop
+# seconds between checkpoints of a batch in progress: writing one every outer loop would cost
+# about as long as a GPU's 600 steps; a stop by signal still writes one at the step it lands
 CHECKPOINT_INTERVAL_S = 60.0
 
 
@@ -92,7 +88,7 @@ def run_matrix(variants: list[str], betas: list[float], seeds: int,
 
 
 def batch_key(run: Run) -> tuple:
-    """Runs with equal keys can train together (f1lib.train.train_runs): the
+    """Runs with equal keys can train together (f1lib.training.train_runs): the
     same regularizer variant and learning rate; seeds and betas may differ."""
     return (run.variant, run.lr_scale)
 
@@ -131,7 +127,7 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
     torch with the run's seed, so every method starts from the same network
     at a seed; then its F1Regularizer (variant and beta from the run) over the
     model's F1 features. `evaluation(regularizer)` gives the run's evaluate.
-    Options go to f1lib.train.train_runs; the checkpoint is written every
+    Options go to f1lib.training.train_runs; the checkpoint is written every
     CHECKPOINT_INTERVAL_S unless they say otherwise. A run's wall time is its
     share of the batch's, counting the part of a resumed batch that an earlier,
     interrupted call trained up to its checkpoint.
@@ -163,70 +159,35 @@ def train_together(runs: list[Run], make_model: Callable[[], nn.Module], data: T
             for run, result in zip(runs, results, strict=True)], models
 
 
-# The modules whose runs run_study keeps. They, and every f1lib module that they import,
-# directly or not, decide what a kept run holds; the rest of the package (plots, the ledger,
-# provenance, reproduce, profiles, lp_study) only presents results, and may change without
-# the kept runs being trained again. A new caller of run_study belongs here (a test checks).
-STUDY_MODULES = ("mnist_study", "sky_study")
+class Split(Protocol):
+    """A training or test set of a study: images, task targets and the F1 positives."""
+
+    images: Tensor
+    targets: Tensor
+    big: Tensor
 
 
-def _module_file(package: Path, dotted: str) -> Path | None:
-    base = package.joinpath(*dotted.split(".")) if dotted else package
-    for path in (base.with_suffix(".py"), base / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
+def train_split(runs: list[Run], make_model: Callable[[], nn.Module], train_set: Split,
+                test_set: Split, schedule: Schedule,
+                evaluation: Callable[[F1Regularizer, Split], Callable],
+                checkpoint: Path | None = None, **options):
+    """`train_together` on `train_set`, each run evaluated on `test_set` after every outer
+    loop by `evaluation(its regularizer, test_set)`: (each run's rows, its model)."""
+    data = TensorData(train_set.images, train_set.targets, train_set.big)
+    return train_together(runs, make_model, data, schedule,
+                          lambda reg: evaluation(reg, test_set), checkpoint, **options)
 
 
-def study_sources(package: Path = PACKAGE, roots: tuple[str, ...] = STUDY_MODULES) -> list[Path]:
-    """The source files of `roots` and of every package module they import, directly or
-    not (relative imports, read from the source without running it), with the __init__
-    of each package on the way, which Python runs on import."""
-    seen: dict[str, Path] = {}
-    todo = ["", *roots]  # "": the package's own __init__, run by any import of it
-    while todo:
-        dotted = todo.pop()
-        path = _module_file(package, dotted)
-        if dotted in seen or path is None:
-            continue
-        seen[dotted] = path
-        parts = dotted.split(".") if dotted else []
-        here = parts if path.name == "__init__.py" else parts[:-1]  # the module's package
-        todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # parent packages
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not isinstance(node, ast.ImportFrom) or node.level == 0:
-                continue
-            anchor = here[:len(here) - (node.level - 1)]
-            target = anchor + (node.module.split(".") if node.module else [])
-            todo.append(".".join(target))
-            todo += [".".join(target + [alias.name]) for alias in node.names]  # submodules
-    return sorted(seen.values())
-
-
-@functools.cache
-def library_fingerprint(package: Path = PACKAGE) -> str:
-    """A hash of the source that decides what a study's run holds (`study_sources`: each
-    file's path and bytes), in the key of every run that run_study keeps."""
-    digest = hashlib.sha1()
-    for path in study_sources(package):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def tensor_digest(*tensors: torch.Tensor, chunk_bytes: int = 1 << 26) -> str:
-    """A hash of the tensors' dtypes, shapes and values, on any device, for the keys of
-    run_study: the data a run trained and was evaluated on belongs in its key. It reads
-    each tensor once, `chunk_bytes` at a time (S-MNIST's 2 GB: 2 s on a 2-core VM)."""
-    digest = hashlib.sha1()
-    for tensor in tensors:
-        digest.update(f"{tensor.dtype} {tuple(tensor.shape)}\0".encode())
-        flat = tensor.detach().contiguous().view(-1)
-        step = max(1, chunk_bytes // max(1, flat.element_size()))
-        for start in range(0, flat.numel(), step):
-            part = flat[start:start + step].cpu()
-            digest.update(part.view(torch.uint8).numpy())
-    return digest.hexdigest()[:16]
+def run_split_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[list[dict]]],
+                    train_set: Split, test_set: Split, schedule: Schedule, work_dir: Path,
+                    setting: list, group_by: Callable[[Run], Hashable] = batch_key,
+                    max_together: int | None = None) -> pd.DataFrame:
+    """`run_study` of runs trained on `train_set` and evaluated on `test_set`: their
+    kept files are keyed on the schedule, on both sets' values and on `setting`."""
+    data = tensor_digest(*(tensor for part in (train_set, test_set)
+                           for tensor in (part.images, part.targets, part.big)))
+    return run_study(runs, train_batch, work_dir, [schedule.as_dict(), data, *setting],
+                     group_by=group_by, max_together=max_together)
 
 
 def run_study(runs: list[Run], train_batch: Callable[[list[Run], Path], list[list[dict]]],

@@ -4,11 +4,8 @@ SegNet's decoder opens each block by max-unpooling with the encoder's pooling
 indices. PyTorch's CUDA `max_unpool2d` works in NCHW only: on a channels_last
 network it copies its input and its indices (int64) to NCHW and returns NCHW,
 which the next convolution copies back; its gradient, a gather over flattened
-planes, copies the incoming gradient and the indices once more. Those copies are,
-by our reading of the sky step's profile on an H200 (whose kernel names are
-truncated), most of its generic elementwise kernels: some 50 per step, 0.69 ms of a
-5.9 ms captured step (benchmarks/RESULTS.md). segnet.py's unpool row measures
-what avoiding them is worth.
+planes, copies the incoming gradient and the indices once more. segnet.py's unpool
+row measures what avoiding those copies is worth.
 
 `max_unpool` scatters each pooled value straight into an output laid out as
 its input is (NCHW or channels_last), and gathers the gradient back through
@@ -56,8 +53,8 @@ class _MaxUnpool(torch.autograd.Function):
             return t.permute(order).reshape(n, -1)  # for a tensor laid out as the output
 
         positions = rows(torch.add(channels, index, alpha=s_w))  # one kernel, index's layout
-        # a scatter along each sample's row: on a 2-core CPU 2.1-2.5 times as fast as
-        # index_put_ over one flat index (benchmarks/RESULTS.md)
+        # a scatter along each sample's row, which measured faster than index_put_ over
+        # one flat index on the CPU
         out.as_strided((n, sample), (sample, 1)).scatter_(1, positions, rows(x))
         ctx.save_for_backward(positions)
         ctx.layout, ctx.shape = layout, x.shape

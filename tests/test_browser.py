@@ -2,7 +2,7 @@
 
 Every page is loaded from a local HTTP server. The test checks that each
 figure image loads, that the equations render (MathJax, served from the
-book itself), that the claims table holds its pasted values, and that no page
+book itself), that the claims page shows each verdict as a badge, and that no page
 logs a console error. Screenshots go to _build/screenshots/ for CI artefacts.
 
 `make test` builds the book and runs this with F1LIB_BROWSER=required, under
@@ -127,15 +127,30 @@ def test_page_loads_with_its_figures_and_equations_and_no_errors(browser_page, n
     assert errors == [], f"console errors: {errors}"
 
 
-def test_the_claims_table_holds_pasted_values(browser_page):
+def test_the_claims_page_shows_each_verdict_first_as_a_coloured_badge(browser_page):
     page, base = browser_page
     page.goto(f"{base}/claims.html", wait_until="load")
     rows = page.locator("table tbody tr")
     assert rows.count() >= 4
+    colours = {"holds": "success", "partly": "warning", "does not hold": "danger",
+               "not testable here": "muted"}
     for k in range(rows.count()):
         cells = rows.nth(k).locator("td")
         texts = [cells.nth(j).inner_text().strip() for j in range(cells.count())]
         assert all(texts), f"row {k} has an empty cell: {texts}"
-        # a bare verdict, or one scoped to its data (f1lib.ledger.claim's scope and elsewhere)
-        shape = rf"(on [^:;]+: )?({'|'.join(VERDICTS)})(; [^;]+)?"
-        assert re.fullmatch(shape, texts[-1]), f"row {k}: verdict {texts[-1]!r}"
+        badge = cells.nth(0).locator(".sd-badge")
+        assert badge.count() == 1, f"row {k}: no badge in {texts[0]!r}"
+        verdict = badge.inner_text().strip()
+        assert verdict in VERDICTS, f"row {k}: badge {verdict!r}"
+        assert f"sd-bg-{colours[verdict]}" in badge.get_attribute("class")
+        # the rest of the cell says where the verdict was measured, if anywhere in particular
+        assert re.fullmatch(rf"{verdict}( on [^;]+(; [^;]+)?)?", texts[0]), texts[0]
+        assert cells.nth(1).locator("a").count() == 1  # to the claim's details
+    # the details, on demand: one closed dropdown per claim, opened by a click
+    dropdowns = page.locator("details.sd-dropdown")
+    assert dropdowns.count() == rows.count()
+    first = dropdowns.first
+    assert first.get_attribute("open") is None
+    first.locator("summary").click()
+    assert first.get_attribute("open") is not None
+    assert "Measured here" in first.inner_text()

@@ -11,7 +11,7 @@ import torch
 
 from f1lib import F1Hyper, F1Regularizer, Schedule, batch_order
 from f1lib.steps import RunLoss, make_batched_step, make_step
-from f1lib.train import train, train_runs
+from f1lib.training import train, train_runs
 
 from test_train import Interrupt, StateProbe, TwoHeads, probe_data, toy_data
 from test_train_runs import SIDE_BY_SIDE, assert_histories_close, fresh_run
@@ -198,7 +198,7 @@ def test_a_signal_between_replayed_steps_stops_there_and_resumes_on_cuda(tmp_pat
     # outer loop 2, after the capture), and the checkpoint must hold the replayed steps
     import signal
 
-    from f1lib.steps import CapturedStep  # `import f1lib.train` would give the function
+    from f1lib.steps import CapturedStep
 
     betas, schedule = [0.0, 0.1], Schedule(outer=3, inner=6, batch_size=16)
 
@@ -252,9 +252,7 @@ def test_runs_side_by_side_as_one_graph_train_as_each_alone():
 @cuda
 def test_max_unpool_on_cuda_equals_pytorchs_and_replays_without_waiting_for_the_device():
     """f1lib.unpool.max_unpool in SegNet's mode on CUDA (bf16, channels_last): PyTorch's
-    values and gradients bit for bit, no host-device sync, and the same as a CUDA graph.
-    (Not named for graphs: SegNet does not unpool with it yet, so a failure here must not
-    turn the notebooks' graphs off; device.sh reads the failed tests' names.)"""
+    values and gradients bit for bit, no host-device sync, and the same as a CUDA graph."""
     import torch.nn.functional as F
 
     from f1lib.unpool import max_unpool

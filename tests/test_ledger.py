@@ -1,11 +1,13 @@
-"""The claims ledger: verdicts from intervals, glue records, and the README's tables from JSON."""
+"""The claims ledger: verdicts from intervals, and the README's and the claims page's tables from JSON."""
 
 import json
 
 import pytest
 
-from f1lib.ledger import (COSTS_END, COSTS_START, END, START, claim, collect, combined_verdict,
-                          costs_table, improvement_verdict, markdown_table, update_tables)
+from f1lib.ledger import (COSTS_END, COSTS_START, END, SETTINGS_END, SETTINGS_START, START,
+                          claim, claims_page, collect, combined_verdict, costs_table,
+                          improvement_verdict, markdown_table, outcome, settings_page,
+                          update_tables)
 
 CPU = {"torch_device": "cpu", "cpu": "x86_64", "cpu_count": 2, "platform": "Linux", "gpu": None}
 
@@ -43,7 +45,7 @@ def test_the_readme_table_is_made_from_the_figures_json(tmp_path):
     rows = collect(figures)
     assert [r["key"] for r in rows] == ["a1", "b1"]
     table = markdown_table(rows)
-    assert "| A | p | m | s | partly |" in table
+    assert "| 🟡 partly | A | m | [a](book/a.ipynb) |" in table  # the verdict first
     assert "B \\| pipe" in table  # a pipe inside a cell is escaped
 
     readme, intro = tmp_path / "README.md", tmp_path / "intro.md"
@@ -71,6 +73,36 @@ def test_the_readme_table_is_made_from_the_figures_json(tmp_path):
     with pytest.raises(ValueError, match="intro.md has no <!-- costs:start -->"):
         update_tables(readme, intro, figures)
     assert "stale" in readme.read_text()
+
+
+def test_the_claims_page_shows_each_verdict_as_a_badge_and_the_details_on_demand(tmp_path):
+    scoped = claim("s1", "Sky", "+4", "-0.8 points", "cpu", "does not hold",
+                   scope="the procedural proxy", elsewhere="on COCO-Stuff: not run here")
+    assert outcome(scoped) == ("does not hold",
+                               "on the procedural proxy; on COCO-Stuff: not run here")
+    assert outcome(claim("k", "c", "p", "m", "s", "holds")) == ("holds", "")
+    write_record(tmp_path, "sky", [scoped])
+    write_record(tmp_path, "lp", [claim("l1", "LP", "p", "0%", "s", "not testable here")])
+    page = claims_page(collect(tmp_path))
+    assert ("| {bdg-muted}`not testable here` | [LP](claim-l1) | [lp](lp.ipynb) |" in page)
+    assert ("| {bdg-danger}`does not hold` on the procedural proxy; on COCO-Stuff: not run "
+            "here | [Sky](claim-s1) | [sky](sky.ipynb) |") in page
+    details = page.split("(claim-s1)=\n", 1)[1]
+    assert details.startswith(":::{dropdown} Sky\n") and "Measured here\n: -0.8 points" in details
+
+
+def test_the_settings_page_lists_each_chapters_last_resolved_parameters(tmp_path):
+    write_record(tmp_path, "run", wall_time_s=5.0, parameters={"seeds": 3, "size": [64, 96]})
+    # the same notebook's later figure, written at a longer notebook time, is its last word
+    write_record(tmp_path, "run_more", notebook="run.ipynb", wall_time_s=9.0,
+                 parameters={"seeds": 7, "size": [64, 96]})
+    write_record(tmp_path, "other", parameters={"source": "mlxtend"})
+    write_record(tmp_path, "bare")  # a record without parameters: no section
+    page = settings_page(tmp_path)
+    assert page.index("## [other](other.ipynb)") < page.index("## [run](run.ipynb)")
+    assert "| seeds | `7` |" in page and "| seeds | `3` |" not in page
+    assert "| size | `[64, 96]` |" in page and "| source | `'mlxtend'` |" in page
+    assert "| profile | `quick` |" in page and "bare" not in page
 
 
 def test_the_costs_table_gives_each_notebooks_last_execution(tmp_path):
@@ -103,10 +135,19 @@ def test_the_readme_and_the_book_show_what_figures_record():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    table = markdown_table(collect(root / "figures"))
+    rows = collect(root / "figures")
     text = (root / "README.md").read_text()
     section = text.split(START, 1)[1].split(END, 1)[0]
-    assert section.strip() == table.strip(), "README is stale: run python -m f1lib.ledger"
+    assert section.strip() == markdown_table(rows).strip(), \
+        "README is stale: run python -m f1lib.ledger"
+    page = (root / "book" / "claims.md").read_text()
+    section = page.split(START, 1)[1].split(END, 1)[0]
+    assert section.strip() == claims_page(rows).strip(), \
+        "book/claims.md is stale: run python -m f1lib.ledger"
+    page = (root / "book" / "settings.md").read_text()
+    section = page.split(SETTINGS_START, 1)[1].split(SETTINGS_END, 1)[0]
+    assert section.strip() == settings_page(root / "figures").strip(), \
+        "book/settings.md is stale: run python -m f1lib.ledger"
     costs = text.split(COSTS_START, 1)[1].split(COSTS_END, 1)[0]
     assert costs.strip() == costs_table(root / "figures").strip(), \
         "README's costs are stale: run python -m f1lib.ledger"

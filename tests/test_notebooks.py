@@ -59,21 +59,6 @@ def test_every_setting_of_a_notebooks_profiles_is_one_of_its_parameters(path):
     assert names == {"profile", *PROFILES[path.stem]["defaults"]}
 
 
-def test_an_erratum_that_points_to_a_pages_note_on_its_outputs_has_that_note(monkeypatch):
-    # README and the claims page may point at a chapter's note on where its outputs came from
-    # (a cell tagged NOTE_TAG, which benchmarks/collect_call.py drops when new outputs
-    # arrive); such an erratum must go when the note goes
-    root = BOOK.parent
-    monkeypatch.syspath_prepend(str(root / "benchmarks"))
-    from collect_call import NOTE_TAG
-    pointers = [(page, target) for page in (root / "README.md", BOOK / "claims.md")
-                for target in re.findall(r"\[its note\]\(([^)]+\.ipynb)\)", page.read_text())]
-    for page, target in pointers:
-        nb = nbformat.read(page.parent / target, as_version=4)
-        notes = [c for c in nb.cells if NOTE_TAG in c.metadata.get("tags", [])]
-        assert notes, f"{page.name} points to the note of {target}, which has none: drop it"
-
-
 def test_nbval_of_the_book_defaults_to_the_smoke_profile_and_leaves_figures_alone():
     # a bare `pytest --nbval book/` must not overwrite the committed figures
     import os

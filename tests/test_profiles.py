@@ -22,7 +22,7 @@ def test_profiles_layer_over_the_defaults_and_overrides_win():
     assert config["seeds"] == PROFILES["lp_bound"]["smoke"]["seeds"]  # None: profile's value
     assert config["batch_size"] == PROFILES["lp_bound"]["defaults"]["batch_size"]
     _, paper = profile_config("lp_bound", "paper")
-    assert paper["inner"] == 600  # the seed's 40 x 600
+    assert paper["inner"] == 600  # the paper's 40 x 600
     assert paper["outer"] == 40
 
 

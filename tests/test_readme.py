@@ -10,13 +10,14 @@ import f1lib
 from f1lib.data.gaussians import gaussian_problem
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+API = Path(__file__).resolve().parents[1] / "book" / "api.md"
 
 
-def readme_block(containing: str) -> str:
-    """The README's one ```python block that contains `containing`."""
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+def readme_block(containing: str, page: Path = README) -> str:
+    """The one ```python block of `page` (the README) that contains `containing`."""
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
     found = [block for block in blocks if containing in block]
-    assert len(found) == 1, f"{len(found)} python blocks in README.md contain {containing!r}"
+    assert len(found) == 1, f"{len(found)} python blocks in {page.name} contain {containing!r}"
     return found[0]
 
 
@@ -64,13 +65,13 @@ def test_the_readme_trains_a_model_and_its_loop_by_hand_ends_where_train_does(va
 def test_the_readme_loop_through_f1lib_steps_ends_where_the_loop_by_hand_does(variant):
     schedule = f1lib.Schedule(outer=2, inner=5, batch_size=30)
     ends = []
-    for block in ("reg.dual_step()  # Algorithm 1", "single_run_step("):
+    for page, block in ((README, "reg.dual_step()  # Algorithm 1"), (API, "single_run_step(")):
         names = {**problem(), "f1lib": f1lib, "schedule": schedule, "seed": 3}
         names["reg"] = f1lib.F1Regularizer(names["positive"], features=1, variant=variant)
         # the optimizer that the loop by hand builds, for the block that takes it as given
         names["optimizer"] = torch.optim.SGD([{"params": names["model"].parameters(),
                                                "lr": schedule.lr}, *names["reg"].param_groups()])
-        exec(readme_block(block), names)
+        exec(readme_block(block, page), names)
         ends.append([*names["model"].state_dict().values(), *names["reg"].state_dict().values()])
     assert all(torch.equal(a, b) for a, b in zip(*ends, strict=True))
     start = problem()["model"].state_dict().values()
@@ -87,7 +88,7 @@ def test_the_readme_trains_runs_together(monkeypatch):
              "regularizers": [f1lib.F1Regularizer(given["positive"],
                                                   hyper=f1lib.F1Hyper(beta=beta))
                               for beta in (1e-3, 1e-2, 1e-1)]}
-    example = readme_block("train_runs(")
+    example = readme_block("train_runs(", API)
     if not torch.cuda.is_available():  # the graph it asks for is CUDA's
         assert "graph=True" in example
         example = example.replace("graph=True", "graph=False")

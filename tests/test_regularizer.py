@@ -85,7 +85,7 @@ def test_paper_dual_step_by_hand():
     # idx 3 (slot 2) was in no batch: its lambda waits
     assert reg.lam.tolist() == pytest.approx([0.2 + 0.2 * (0.2 - 0.9), -0.1 + 0.2 * 0.05, 0.3],
                                              abs=1e-6)
-    # unprojected, as the seed states: gamma may go negative
+    # unprojected, as the paper states: gamma may go negative
     assert reg.gam.tolist() == pytest.approx([0.05 - 0.06, 0.1 + 0.03, 0.2 + 0.06], abs=1e-6)
     reg.eps.data.fill_(-0.3)
     reg.project_()

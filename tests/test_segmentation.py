@@ -257,10 +257,10 @@ def test_sky_runs_on_the_cpu_hold_images_and_weights_channels_last(monkeypatch):
         def make():
             models.append(make_model())
             return models[-1]
-        return train_together(runs, make, *args, **kwargs)
+        return train_split(runs, make, *args, **kwargs)
 
-    train_together = f1lib.sky_study.train_together
-    monkeypatch.setattr(f1lib.sky_study, "train_together", recorded)
+    train_split = f1lib.sky_study.train_split
+    monkeypatch.setattr(f1lib.sky_study, "train_split", recorded)
     train_batch([Run("stable", 1e-3, 0)], train_set, test_set,
                 Schedule(outer=1, inner=1, batch_size=7), width=0.125, samples=0)
     convolutions = [m.weight for m in models[0].modules() if isinstance(m, torch.nn.Conv2d)]

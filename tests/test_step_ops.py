@@ -4,8 +4,8 @@ No host round trip: a step captured as a CUDA graph (f1lib.steps.CapturedStep)
 may not read a value back to the host (.item(), bool(), the nonzero behind a
 boolean mask) nor copy host data in (a Python scalar written through advanced
 indexing, a torch.tensor built inside the step). tests/test_cuda.py checks this
-on a GPU: the first GPU session found `seen[index] = True` that way, in every
-captured test at once. Here the ops that would make such a round trip on CUDA
+on a GPU, where `seen[index] = True` once failed every captured test at once that
+way. Here the ops that would make such a round trip on CUDA
 are rejected.
 
 No per-run loop: the run-batched step must dispatch as many ops for many runs as

@@ -11,11 +11,11 @@ import torch
 
 from f1lib import Schedule, SharedHeadMLP, TensorData
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.study import (PACKAGE, STUDY_MODULES, Run, batch_key, interval_text, library_fingerprint,
-                         paired_differences, points_text, run_matrix, run_study, run_tag,
-                         tensor_digest,
-                         study_sources, summarize, tagged_rows, train_together)
-from f1lib.train import NonFiniteError
+from f1lib.fingerprint import PACKAGE, STUDY_MODULES, library_fingerprint, study_sources, \
+    tensor_digest
+from f1lib.study import (Run, batch_key, interval_text, paired_differences, points_text,
+                         run_matrix, run_study, run_tag, summarize, tagged_rows, train_together)
+from f1lib.training import NonFiniteError
 
 study_module = importlib.import_module("f1lib.study")
 
@@ -125,7 +125,8 @@ def test_the_fingerprint_skips_the_modules_that_only_present_results(tmp_path):
     copy = shutil.copytree(PACKAGE, tmp_path / "f1lib",
                            ignore=shutil.ignore_patterns("__pycache__"))
     names = {p.relative_to(copy).as_posix() for p in study_sources(copy)}
-    assert {"__init__.py", "regularizer.py", "train.py", "steps.py", "models.py", "study.py",
+    assert {"__init__.py", "regularizer.py", "training.py", "checkpoint.py", "tensor_data.py",
+            "steps.py", "models.py", "study.py", "fingerprint.py",
             "data/__init__.py", "data/mnist.py", "data/sky_common.py"} <= names
     # the sky runs' data is in their key by its digest: its sources are not
     assert not names & {"plots.py", "ledger.py", "provenance.py", "reproduce.py", "profiles.py",
@@ -151,8 +152,8 @@ def test_the_study_sources_follow_relative_imports_through_packages(tmp_path):
 
 
 def test_every_module_that_keeps_runs_is_a_root_of_the_fingerprint():
-    callers = {p.stem for p in PACKAGE.rglob("*.py")
-               if "run_study(" in p.read_text() and p.name != "study.py"}
+    callers = {p.stem for p in PACKAGE.rglob("*.py") if p.name != "study.py"
+               and ("run_study(" in p.read_text() or "run_split_study(" in p.read_text())}
     assert callers == set(STUDY_MODULES)
 
 
@@ -257,7 +258,7 @@ def test_tagged_rows_keep_a_diverged_runs_rows_and_mark_it():
 def test_a_resumed_batch_keeps_its_checkpoint_interval_and_the_time_before_the_interruption(
         tmp_path, monkeypatch):
     now = [0.0]
-    for module in ("f1lib.train", "f1lib.study"):  # one clock for the trainer and the study
+    for module in ("f1lib.training", "f1lib.study"):  # one clock for the trainer and the study
         monkeypatch.setattr(importlib.import_module(module), "monotonic", lambda: now[0])
     x, positive = gaussian_problem(n=60, separation=3.0, offset=1.0, seed=0)
     data = TensorData(x.float(), positive.long(), positive)

@@ -12,7 +12,7 @@ from torch import nn
 from f1lib import (F1Hyper, F1Regularizer, NonFiniteError, Schedule, TensorData, batch_order,
                    train)
 from f1lib.data.gaussians import gaussian_problem
-from f1lib.train import checkpoint_elapsed
+from f1lib.checkpoint import checkpoint_elapsed
 
 
 class TwoHeads(nn.Module):
@@ -88,7 +88,7 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(tmp_path, variant, o
         train(model, data, reg, schedule=schedule, checkpoint=ckpt, evaluate=stop_after_two,
               progress=False)
     assert torch.load(ckpt, weights_only=False)["outer"] == 2
-    if older_format:  # as f1lib wrote it before 967c901: one optimizer's state, "optimizer"
+    if older_format:  # the first format: one optimizer's state, as "optimizer"
         state = torch.load(ckpt, weights_only=False)
         state["optimizer"] = state.pop("optimizers")[0]
         torch.save(state, ckpt)
@@ -176,8 +176,7 @@ def test_without_a_checkpoint_or_at_a_second_signal_the_signal_acts_at_once(tmp_
 def test_a_checkpoint_interval_writes_once_that_long_has_passed_and_resumes_from_there(
         tmp_path, monkeypatch):
     now = [0.0]
-    # the module, not the function f1lib.train that the package exports under its name
-    monkeypatch.setattr(importlib.import_module("f1lib.train"), "monotonic", lambda: now[0])
+    monkeypatch.setattr(importlib.import_module("f1lib.training"), "monotonic", lambda: now[0])
     schedule = Schedule(outer=6, inner=4, batch_size=16)
     model, reg, data = fresh("stable")
     whole = train(model, data, reg, schedule=schedule, progress=False)

@@ -1,4 +1,4 @@
-"""Run-batching (f1lib.train.train_runs): R runs trained together equal each trained alone."""
+"""Run-batching (f1lib.training.train_runs): R runs trained together equal each trained alone."""
 
 import itertools
 import signal
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from f1lib import F1Hyper, F1Regularizer, NonFiniteError, Schedule, SharedHeadMLP, train
 from f1lib.steps import RunLoss, make_batched_step, side_by_side
-from f1lib.train import train_runs
+from f1lib.training import train_runs
 
 from test_train import Interrupt, TwoHeads, signal_at, toy_data
 

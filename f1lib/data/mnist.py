@@ -178,6 +178,11 @@ class SMnist:
     digits: Tensor  # (2N,) int64
     big: Tensor  # (2N,) bool, the F1 positives
 
+    @property
+    def targets(self) -> Tensor:
+        """The task's targets: the digits' classes."""
+        return self.digits
+
     def __len__(self) -> int:
         return self.images.shape[0]
 
@@ -208,3 +213,17 @@ def make_smnist(images: Tensor, labels: Tensor, device: str | torch.device = "cp
     is_big = torch.cat([torch.ones(n, dtype=torch.bool, device=device),
                         torch.zeros(n, dtype=torch.bool, device=device)])
     return SMnist(torch.cat([big, small]), labels.repeat(2), is_big)
+
+
+def pasted_exactly(data: SMnist, source_digits: Tensor) -> bool:
+    """Whether each small image of `data` is its source digit / 255 at rows and columns
+    18:46 and 0 elsewhere. The quotient is taken on the images' device: PyTorch's CUDA
+    kernel divides by a scalar as a product with its reciprocal, one float32 rounding
+    away from the CPU's quotient for 126 of the 256 byte values."""
+    n = len(source_digits)
+    small = data.images[n:]
+    expected = source_digits.to(small.device).float() / 255
+    outside = small.clone()
+    outside[:, SMALL_AT:SMALL_AT + DIGIT, SMALL_AT:SMALL_AT + DIGIT] = 0
+    return bool(torch.equal(small[:, SMALL_AT:SMALL_AT + DIGIT, SMALL_AT:SMALL_AT + DIGIT],
+                            expected) and not outside.any())

@@ -3,7 +3,6 @@ that its clouds, ridges, leaves and ripples are made of."""
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -29,8 +29,7 @@ CHUNK_BYTES = 8 << 20
 def images_per_chunk(size: tuple[int, int]) -> int:
     """How many images of `size` to paint at a time: as many as fill `CHUNK_BYTES` with
     float32 RGB maps, and at most 64, as each also samples 256 x 256 textures, whatever
-    its size. On a 2-core VM, 28 images a chunk at 128 x 192 painted 1.65-1.87x as many
-    per second as 256, and 64 at 64 x 96 1.25-1.40x (benchmarks/RESULTS.md)."""
+    its size."""
     height, width = size
     return max(1, min(64, CHUNK_BYTES // (3 * height * width * 4)))
 

@@ -1,4 +1,4 @@
-"""Algorithm 1 (the seed's dual ascent procedure) for any model.
+"""Algorithm 1 (the paper's dual ascent procedure) for any model.
 
 The model returns `(task_output, f1_score)`; the task loss is computed on the
 first, the F1 regularizer on the second. The data sits on the model's device
@@ -18,7 +18,7 @@ the history row is made (and checked for NaN/inf).
 `train_runs` trains several runs of one experiment together (seeds, betas):
 stacked, as one vmapped step, or side by side, each run's own step in turn. How
 a step is built, for one run or many, and captured as a CUDA graph on CUDA
-(`graph=True`), is `f1lib.steps`.
+(`graph=True`), is `f1lib.steps`; how a stopped run resumes, `f1lib.checkpoint`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic  # this module's own name for it: tests move its clock
 from typing import Callable, Sequence
@@ -35,57 +34,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checkpoint import Position, load_checkpoint, save_checkpoint
 from .config import Schedule
-from .files import replace_atomically
 from .hardware import tf32_matmuls
 from .progress import progress_bar
 from .regularizer import F1Regularizer
 from .signals import HeldSignals
 from .steps import CapturedStep, RunLoss, make_batched_step, param_groups, side_by_side, \
     single_run_step
+from .tensor_data import TensorData, batch_order
 
-
-@dataclass
-class TensorData:
-    """A training set held in tensors: row i of each is dataset index i.
-
-    inputs: (N, ...) model inputs; targets: (N, ...) task targets, or None when
-    there is no task; positive: (N,) bool, the F1 regularizer's I+.
-    """
-
-    inputs: Tensor
-    targets: Tensor | None
-    positive: Tensor
-
-    def __post_init__(self):
-        n = self.inputs.shape[0]
-        if self.targets is not None and self.targets.shape[0] != n:
-            raise ValueError(f"targets has {self.targets.shape[0]} rows, inputs {n}")
-        if self.positive.shape != (n,) or self.positive.dtype != torch.bool:
-            raise ValueError(
-                f"positive must be a bool tensor of shape ({n},); got "
-                f"{self.positive.dtype} {tuple(self.positive.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return self.inputs.shape[0]
-
-    def to(self, device) -> "TensorData":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return TensorData(move(self.inputs), move(self.targets), move(self.positive))
-
-
-def batch_order(seed: int, outer: int, inner: int, batch_size: int, n: int) -> Tensor:
-    """The (inner, batch_size) dataset indices of outer loop `outer`.
-
-    Epochs of random permutations, drawn on the CPU from a generator seeded by
-    (seed, outer): the same order on every device, and a resumed run replays
-    it exactly.
-    """
-    g = torch.Generator().manual_seed(seed * 1_000_003 + outer)
-    epochs = math.ceil(inner * batch_size / n)
-    perm = torch.cat([torch.randperm(n, generator=g) for _ in range(epochs)])
-    return perm[: inner * batch_size].view(inner, batch_size)
+Evaluate = Callable[[nn.Module], dict]
 
 
 class NonFiniteError(FloatingPointError):
@@ -101,23 +60,6 @@ class NonFiniteError(FloatingPointError):
         self.outer = outer
 
 
-def _to_float(row: dict) -> dict:
-    return {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}
-
-
-def checkpoint_elapsed(path: str | os.PathLike) -> float:
-    """Seconds of training that the checkpoint at `path` holds, over every call
-    that trained it (0 when there is no file): the time an interrupted run had
-    spent up to its last write, which the resumed run does not repeat."""
-    path = Path(path)
-    if not path.exists():
-        return 0.0
-    # mmap: the weights stay on disk, only the small entries are read; str: torch 2.2's mmap
-    # takes a file name only
-    state = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
-    return float(state.get("elapsed_s", 0.0))
-
-
 def train_runs(
     models: Sequence[nn.Module],
     data: TensorData,
@@ -126,7 +68,7 @@ def train_runs(
     seeds: Sequence[int],
     schedule: Schedule = Schedule(),
     task_loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
-    evaluate: Callable[[nn.Module], dict] | Sequence[Callable[[nn.Module], dict]] | None = None,
+    evaluate: Evaluate | Sequence[Evaluate] | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_interval: float = 0.0,
     progress: bool | Callable[[int], None] | None = None,
@@ -158,6 +100,29 @@ def train_runs(
 
     Other arguments as in `train`.
     """
+    regularizers, seeds, evaluators = _checked_runs(
+        models, data, regularizers, seeds, schedule, evaluate, checkpoint_interval, graph)
+    runs = [RunLoss(m, reg, data, task_loss, bf16)
+            for m, reg in zip(models, regularizers, strict=True)]
+    step, optimizers = _inner_step(runs, schedule, stack, data.inputs.device)
+    loop = _Loop(runs, optimizers, step, data, seeds, schedule, evaluators, graph)
+    if checkpoint is not None:
+        loop.keep_checkpoints(Path(checkpoint), checkpoint_interval)
+    on_steps = progress if callable(progress) else None
+    done = loop.position.outer * schedule.inner + loop.position.inner
+    count = len(runs)
+    with progress_bar(total=schedule.outer * schedule.inner, initial=done,
+                      show=False if on_steps is not None else progress,
+                      desc="train" if count == 1 else f"train {count} runs", unit="step") as bar, \
+            tf32_matmuls(tf32 and data.inputs.device.type == "cuda"), \
+            HeldSignals(active=checkpoint is not None) as stop:
+        loop.run(bar, on_steps, stop)
+    return [loop.failed.get(r, loop.position.histories[r]) for r in range(count)]
+
+
+def _checked_runs(models, data, regularizers, seeds, schedule, evaluate, checkpoint_interval,
+                  graph) -> tuple[list, list[int], list]:
+    """train_runs' arguments, checked: (regularizers, seeds, evaluators), one per run."""
     if not isinstance(schedule, Schedule):
         raise ValueError(f"schedule must be an f1lib.Schedule, got {type(schedule).__name__}")
     count = len(models)
@@ -192,140 +157,147 @@ def train_runs(
     if schedule.batch_size > n:
         raise ValueError(f"batch_size {schedule.batch_size} is larger than the data's {n} "
                          "examples: every minibatch would repeat examples")
+    return regularizers, seeds, evaluators
 
-    runs = [RunLoss(m, reg, data, task_loss, bf16)
-            for m, reg in zip(models, regularizers, strict=True)]
-    if count == 1 or not stack:
+
+def _inner_step(runs: list[RunLoss], schedule: Schedule, stack: bool, device):
+    """(step, optimizers): one optimizer per run side by side, one for a stack."""
+    if len(runs) == 1 or not stack:
         optimizers = [torch.optim.SGD(param_groups(run, schedule)) for run in runs]
         step = side_by_side([single_run_step(run, opt)
                              for run, opt in zip(runs, optimizers, strict=True)],
-                            streams=count > 1 and device.type == "cuda")
-    else:
-        step, optimizer = make_batched_step(runs, schedule)
-        optimizers = [optimizer]
+                            streams=len(runs) > 1 and device.type == "cuda")
+        return step, optimizers
+    step, optimizer = make_batched_step(runs, schedule)
+    return step, [optimizer]
 
-    histories: list[list[dict]] = [[] for _ in range(count)]
-    failed: dict[int, NonFiniteError] = {}
-    start, start_inner, start_totals, elapsed_before = 0, 0, None, 0.0
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None:  # now, not at the first checkpoint, after an outer loop of training
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-    run_ids = [{"seed": seed, "schedule": schedule.as_dict()} for seed in seeds]
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=False)
-        if state["runs"] != run_ids:
-            raise ValueError(
-                f"checkpoint {ckpt} belongs to another run ({state['runs']}), not {run_ids}"
-            )
-        # f1lib before 967c901 wrote its one optimizer, of one run or a stack, as "optimizer"
-        saved_optimizers = state.get("optimizers") or [state["optimizer"]]
-        if len(saved_optimizers) != len(optimizers):
-            raise ValueError(f"checkpoint {ckpt} holds runs trained "
-                             f"{'side by side' if stack else 'stacked'}; these are not")
-        for run, saved in zip(runs, state["runs_state"], strict=True):
-            run.load_state_dict(saved)
-        for optimizer, saved in zip(optimizers, saved_optimizers, strict=True):
-            optimizer.load_state_dict(saved)
-        torch.set_rng_state(state["rng"].cpu())  # map_location moved it with the rest
-        histories, start = state["histories"], state["outer"]
-        # a stop between steps (HeldSignals) leaves an outer loop part done
-        start_inner, start_totals = state.get("inner", 0), state.get("totals")
-        elapsed_before = state.get("elapsed_s", 0.0)
-        failed = {r: NonFiniteError(message, histories[r], outer)
-                  for r, (message, outer) in state["failed"].items()}
 
-    # per outer loop: the sums of every run's task loss and Lagrangian
-    totals = torch.zeros(2, count, device=device)
+class _Loop:
+    """Algorithm 1's two loops over R runs, where they stand, and their checkpoints."""
 
-    def step_and_sum(idx: Tensor) -> None:
-        task, lagrangian = step(idx)
-        totals[0] += task
-        totals[1] += lagrangian
+    def __init__(self, runs, optimizers, step, data: TensorData, seeds: list[int],
+                 schedule: Schedule, evaluators: list, graph: bool):
+        self.runs, self.optimizers, self.seeds = runs, optimizers, seeds
+        self.schedule, self.evaluators, self.n = schedule, evaluators, len(data)
+        self.device = data.inputs.device
+        self.position = Position([[] for _ in runs])
+        self.failed: dict[int, NonFiniteError] = {}
+        self.path: Path | None = None
+        self.interval = 0.0
+        # per outer loop: the sums of every run's task loss and Lagrangian
+        self.totals = torch.zeros(2, len(runs), device=self.device)
 
-    inner_step = CapturedStep(step_and_sum) if graph else step_and_sum
+        def step_and_sum(idx: Tensor) -> None:
+            task, lagrangian = step(idx)
+            self.totals[0] += task
+            self.totals[1] += lagrangian
 
-    def outer_order(outer: int) -> Tensor:
-        """Every run's minibatches of one outer loop, (inner, R, B), on the device."""
-        order = torch.stack([batch_order(seed, outer, schedule.inner, schedule.batch_size, n)
-                             for seed in seeds], dim=1)
-        if device.type == "cuda":  # from pinned memory, a copy does not wait for the device
-            return order.pin_memory().to(device, non_blocking=True)
-        return order.to(device)
+        self.inner_step = CapturedStep(step_and_sum) if graph else step_and_sum
+        self.began = self.saved_at = monotonic()
 
-    every = max(1, schedule.inner // 20)
-    began = saved_at = monotonic()
+    def keep_checkpoints(self, path: Path, interval: float) -> None:
+        """Write checkpoints to `path`, resuming from it when it exists."""
+        self.path, self.interval = path, interval
+        # now, not at the first checkpoint, after an outer loop of training
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            self.position = load_checkpoint(path, self.run_ids(), self.runs, self.optimizers,
+                                            self.device)
+            histories = self.position.histories
+            self.failed = {r: NonFiniteError(message, histories[r], outer)
+                           for r, (message, outer) in self.position.failed.items()}
+        self.began = self.saved_at = monotonic()
 
-    def save(outer: int, inner: int = 0) -> None:
+    def run_ids(self) -> list[dict]:
+        return [{"seed": seed, "schedule": self.schedule.as_dict()} for seed in self.seeds]
+
+    def save(self, outer: int, inner: int = 0) -> None:
         """The checkpoint after `outer` whole outer loops and `inner` steps of the next."""
-        nonlocal saved_at
-        saved_at = monotonic()
-        state = {
-            "runs": run_ids, "outer": outer, "inner": inner, "histories": histories,
-            "totals": totals.cpu(),
-            "failed": {r: (str(err), err.outer) for r, err in failed.items()},
-            "runs_state": [run.state_dict() for run in runs],
-            "optimizers": [opt.state_dict() for opt in optimizers],
-            "rng": torch.get_rng_state(),
-            "elapsed_s": elapsed_before + saved_at - began,
-        }
-        replace_atomically(ckpt, lambda tmp: torch.save(state, tmp))
+        before = self.position.elapsed_s
+        self.saved_at = monotonic()
+        position = Position(
+            self.position.histories, outer, inner, self.totals.cpu(),
+            {r: (str(err), err.outer) for r, err in self.failed.items()},
+            before + self.saved_at - self.began)
+        save_checkpoint(self.path, self.run_ids(), self.runs, self.optimizers, position)
 
-    order = outer_order(start) if start < schedule.outer else None
-    on_steps = progress if callable(progress) else None
-    with progress_bar(total=schedule.outer * schedule.inner,
-                      initial=start * schedule.inner + start_inner,
-                      show=False if on_steps is not None else progress,
-                      desc="train" if count == 1 else f"train {count} runs", unit="step") as bar, \
-            tf32_matmuls(tf32 and device.type == "cuda"), \
-            HeldSignals(active=ckpt is not None) as stop:
-        for outer in range(start, schedule.outer):
-            if len(failed) == count:
+    def outer_order(self, outer: int) -> Tensor:
+        """Every run's minibatches of one outer loop, (inner, R, B), on the device."""
+        s = self.schedule
+        order = torch.stack([batch_order(seed, outer, s.inner, s.batch_size, self.n)
+                             for seed in self.seeds], dim=1)
+        if self.device.type == "cuda":  # from pinned memory, a copy does not wait for the device
+            return order.pin_memory().to(self.device, non_blocking=True)
+        return order.to(self.device)
+
+    def run(self, bar, on_steps, stop: HeldSignals) -> None:
+        """Train from where the runs stand to the schedule's end, or to a held signal."""
+        start, start_inner = self.position.outer, self.position.inner
+        outers = self.schedule.outer
+        order = self.outer_order(start) if start < outers else None
+        for outer in range(start, outers):
+            if len(self.failed) == len(self.runs):
                 break
-            for run in runs:
-                run.train()
             first = start_inner if outer == start else 0
-            if first:
-                totals.copy_(start_totals)
-            else:
-                totals.zero_()
-            reported = first
-            for k in range(first, schedule.inner):
-                inner_step(order[k])
-                stopping = stop.signum is not None and k + 1 < schedule.inner
-                if stopping or (k + 1) % every == 0 or k + 1 == schedule.inner:
-                    bar.update(k + 1 - reported)
-                    if on_steps is not None:
-                        on_steps(k + 1 - reported)
-                    reported = k + 1
-                if stopping:  # mid-loop; at the loop's end the outer loop's save serves
-                    save(outer, k + 1)  # the steps queued so far are in it
-                    stop.act()  # raises, or ends the process
+            self.inner_loops(order, outer, first, bar, on_steps, stop)
             # the next loop's minibatches are drawn while the device works through this
-            # loop's queued steps, not after (40 runs of S-MNIST: 77 ms on a 2-core VM)
-            if outer + 1 < schedule.outer:
-                order = outer_order(outer + 1)
-            mean = (totals / schedule.inner).cpu()
-            for r, run in enumerate(runs):
-                if r in failed:
-                    continue
-                row = _outer_row(run, outer, schedule, mean[:, r], evaluators[r])
-                if isinstance(row, str):
-                    last = histories[r][-1] if histories[r] else \
-                        "none (it failed in the first outer loop)"
-                    failed[r] = NonFiniteError(
-                        f"non-finite {row} at outer loop {outer + 1} of {schedule.outer}; "
-                        f"last finite values: {last}", history=histories[r], outer=outer + 1)
-                    continue
-                histories[r].append(row)
-            if count == 1 and histories[0]:
-                row = histories[0][-1]
-                bar.set_postfix({k: f"{row[k]:.4g}" for k in ("task_loss", "f1_bound") if k in row})
-            final = outer + 1 == schedule.outer
-            if ckpt is not None and (final or stop.signum is not None
-                                     or monotonic() - saved_at >= checkpoint_interval):
-                save(outer + 1)
+            # loop's queued steps, not after
+            if outer + 1 < outers:
+                order = self.outer_order(outer + 1)
+            self.record(outer, bar)
+            final = outer + 1 == outers
+            if self.path is not None and (final or stop.signum is not None
+                                          or monotonic() - self.saved_at >= self.interval):
+                self.save(outer + 1)
             stop.act()
-    return [failed.get(r, histories[r]) for r in range(count)]
+
+    def inner_loops(self, order: Tensor, outer: int, first: int, bar, on_steps,
+                    stop: HeldSignals) -> None:
+        """Steps `first` .. inner - 1 of outer loop `outer`, summing their losses."""
+        for run in self.runs:
+            run.train()
+        if first:
+            self.totals.copy_(self.position.totals)
+        else:
+            self.totals.zero_()
+        inner = self.schedule.inner
+        every = max(1, inner // 20)
+        reported = first
+        for k in range(first, inner):
+            self.inner_step(order[k])
+            stopping = stop.signum is not None and k + 1 < inner
+            if stopping or (k + 1) % every == 0 or k + 1 == inner:
+                bar.update(k + 1 - reported)
+                if on_steps is not None:
+                    on_steps(k + 1 - reported)
+                reported = k + 1
+            if stopping:  # mid-loop; at the loop's end the outer loop's save serves
+                self.save(outer, k + 1)  # the steps queued so far are in it
+                stop.act()  # raises, or ends the process
+
+    def record(self, outer: int, bar) -> None:
+        """Each run's dual step and history row after outer loop `outer`."""
+        mean = (self.totals / self.schedule.inner).cpu()
+        histories = self.position.histories
+        for r, run in enumerate(self.runs):
+            if r in self.failed:
+                continue
+            row = _outer_row(run, outer, self.schedule, mean[:, r], self.evaluators[r])
+            if isinstance(row, str):
+                last = histories[r][-1] if histories[r] else \
+                    "none (it failed in the first outer loop)"
+                self.failed[r] = NonFiniteError(
+                    f"non-finite {row} at outer loop {outer + 1} of {self.schedule.outer}; "
+                    f"last finite values: {last}", history=histories[r], outer=outer + 1)
+                continue
+            histories[r].append(row)
+        if len(self.runs) == 1 and histories[0]:
+            row = histories[0][-1]
+            bar.set_postfix({k: f"{row[k]:.4g}" for k in ("task_loss", "f1_bound") if k in row})
+
+
+def _to_float(row: dict) -> dict:
+    return {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}
 
 
 def _outer_row(run: RunLoss, outer: int, schedule: Schedule, mean: Tensor,
@@ -385,18 +357,16 @@ def train(
             `checkpoint_interval` says otherwise), its folder made at the
             start if missing; if it exists, the
             run resumes from it and ends as an uninterrupted run would. It also
-            keeps the seconds spent training so far (`checkpoint_elapsed`).
+            keeps the seconds spent training so far (`f1lib.checkpoint.checkpoint_elapsed`).
             While training with one, SIGINT (Ctrl-C, Jupyter's interrupt) and
             SIGTERM are held until the step in flight ends (`HeldSignals`); the
             file is then written at that step, and the signal acts as it would
             have: no step is lost.
         checkpoint_interval: seconds; when positive, the checkpoint is written
             only after the outer loops that end at least this long after the
-            last write, and after the last one. A write takes time in
-            proportion to its size (SegNet: 118 MB, some 0.2 s on a CPU; 25
-            stacked MLP runs: 205 MB), which on a GPU can match an outer
-            loop's 600 steps; a kill (SIGKILL, a lost machine) then loses up
-            to this long and one outer loop of training.
+            last write, and after the last one: on a GPU a write can take as
+            long as an outer loop's steps. A kill (SIGKILL, a lost machine)
+            then loses up to this long and one outer loop of training.
         progress: draw a progress bar; None: on a terminal or in a notebook, unless
             $F1LIB_PROGRESS says otherwise (`f1lib.progress`). A callable instead
             gets, in place of a bar, the number of steps done since its last call
