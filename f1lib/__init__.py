@@ -7,7 +7,7 @@ from .regularizer import F1Regularizer
 from .tensor_data import TensorData, batch_order
 from .training import NonFiniteError, train, train_runs
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "F1Hyper", "F1Regularizer", "FixedFeatures", "LPSolution", "NonFiniteError", "Schedule",

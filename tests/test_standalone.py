@@ -64,3 +64,38 @@ def test_notebook_runs_alone_in_an_empty_folder(wheel_site, tmp_path, notebook):
     assert list(figures.glob("*.json")), "the notebook saved no figure record"
     # nothing was written next to the notebook but its output and the scratch folders
     assert {p.name for p in work.iterdir()} <= {notebook.name, "out.ipynb", ".cache"}
+
+
+def test_the_wheel_and_the_sdist_each_install_and_run_the_readmes_example(tmp_path):
+    """`python -m build` gives both; each, installed into a folder of its own, imports as
+    f1lib 0.2.0 with its licence and runs the README's first example."""
+    import re
+    import zipfile
+
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist),
+                    str(ROOT)], check=True, capture_output=True)
+    wheel, = dist.glob("f1lib-*.whl")
+    sdist, = dist.glob("f1lib-*.tar.gz")
+    import f1lib
+    assert wheel.name.startswith(f"f1lib-{f1lib.__version__}-")
+    assert any(name.endswith("LICENSE") for name in zipfile.ZipFile(wheel).namelist())
+    readme = (ROOT / "README.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", readme, re.S)[0]
+    given = ("import torch\nfrom f1lib import SharedHeadMLP\n"
+             "x = torch.randn(60, 2); y = (x[:, 0] > 0).long(); positive = y.bool(); d = 1\n"
+             "model = SharedHeadMLP(in_features=2, hidden=8, classes=2)\n")
+    check = ("import f1lib, pathlib, sys\n"
+             "assert pathlib.Path(f1lib.__file__).is_relative_to(sys.argv[1]), f1lib.__file__\n"
+             + given + example.replace("outer=40, inner=600, batch_size=100",
+                                       "outer=2, inner=3, batch_size=20")
+             + "\nassert len(history) == 2\nprint(f1lib.__version__)\n")
+    for artifact in (wheel, sdist):
+        site = tmp_path / artifact.name.split("-")[-1].split(".")[0] / "site"
+        subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                        "-q", "--target", str(site), str(artifact)], check=True)
+        env = {**os.environ, "PYTHONPATH": str(site)}
+        done = subprocess.run([sys.executable, "-c", check, str(site)], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+        assert done.returncode == 0, f"{artifact.name}: {done.stderr[-2000:]}"
+        assert done.stdout.split()[-1] == f1lib.__version__

@@ -318,3 +318,39 @@ def test_tf32_is_for_cuda_only_and_the_precision_is_restored_after_training():
           progress=False, tf32=True)
     assert set(model.seen) == {before}  # on the CPU the flag changes nothing
     assert torch.get_float32_matmul_precision() == before
+
+
+UNPICKLED = []
+
+
+def _record_unpickling(note):
+    UNPICKLED.append(note)
+    return note
+
+
+class Planted:
+    """An object whose unpickling runs code: what a checkpoint handed over by a stranger
+    could hold."""
+
+    def __reduce__(self):
+        return _record_unpickling, ("code ran",)
+
+
+@pytest.mark.parametrize("reader", ["resume", "elapsed"])
+def test_a_checkpoint_holding_a_pickled_object_is_refused_and_runs_no_code(tmp_path, reader):
+    schedule = Schedule(outer=2, inner=3, batch_size=16)
+    model, reg, data = fresh()
+    ckpt = tmp_path / "run.ckpt"
+    train(model, data, reg, schedule=schedule, checkpoint=ckpt, progress=False)
+    state = torch.load(ckpt, weights_only=True)  # what f1lib writes loads safely
+    state["planted"] = Planted()
+    torch.save(state, ckpt)
+    UNPICKLED.clear()
+    with pytest.raises(ValueError, match=rf"checkpoint {ckpt}.*not loaded.*delete it"):
+        if reader == "resume":
+            other_model, other_reg, _ = fresh()
+            train(other_model, data, other_reg, schedule=schedule, checkpoint=ckpt,
+                  progress=False)
+        else:
+            checkpoint_elapsed(ckpt)
+    assert UNPICKLED == []
