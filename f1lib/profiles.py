@@ -11,7 +11,7 @@ paper  the paper's schedules and hyperparameters, on a GPU, several seeds.
 "auto" resolves to $F1LIB_PROFILE when it is set, else, in Colab, to "quick" (its GPUs
 would take hours over the paper's schedules), else to "paper" when CUDA is available,
 else to "quick". In Colab the mnist notebook reads the official digits, downloaded
-(`COLAB`). A notebook's parameters cell names a profile
+(`COLAB`), under every profile but smoke, which runs offline everywhere. A notebook's parameters cell names a profile
 and may override any of its values; papermill passes those overrides.
 """
 
@@ -189,7 +189,7 @@ def profile_config(notebook: str, profile: str = "auto", **overrides: Any) -> tu
         raise ValueError(f"no profiles for notebook {notebook!r}; known: {sorted(PROFILES)}")
     name = resolve_profile(profile)
     table = PROFILES[notebook]
-    colab = COLAB.get(notebook, {}) if in_colab() else {}
+    colab = COLAB.get(notebook, {}) if in_colab() and name != "smoke" else {}  # smoke: offline
     config = {**table["defaults"], **table[name], **colab}
     for key, value in overrides.items():
         if value is None:

