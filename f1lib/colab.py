@@ -108,3 +108,59 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# A Colab GPU's pace, assumed, for the estimates below: a quarter of a T4's float32 peak
+# (8.1 TFLOP/s; Colab's free GPU has no bfloat16 tensor cores), and per step the eager inner
+# step's launch-bound floor that an H100 measured (benchmarks/RESULTS.md, inner_step.py)
+ASSUMED_FLOPS_PER_S = 8.1e12 / 4
+ASSUMED_STEP_FLOOR_S = 3e-3
+
+
+def training_flops(notebook: str, config: dict) -> tuple[float, int] | None:
+    """(FLOPs of one training step, steps over all runs) of a chapter under `config`,
+    counted on the meta device (nothing is computed); None for the chapters whose work
+    is the CPU's (the LP's tiny runs, painting scenes)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .models import SegNet, SharedHeadMLP
+    from .study import run_matrix
+
+    if notebook == "mnist":
+        runs = run_matrix(config["variants"], config["betas"], config["seeds"],
+                          config["successor_baseline"])
+        with torch.device("meta"):
+            model, inputs = SharedHeadMLP(in_features=64 * 64), torch.rand(
+                config["batch_size"], 64 * 64)
+            targets = torch.randint(0, 10, (config["batch_size"],))
+    elif notebook == "sky_segmentation":
+        runs = run_matrix(config["variants"], config["betas"], config["seeds"])
+        with torch.device("meta"):
+            model = SegNet(width=config["width"])
+            inputs = torch.rand(config["batch_size"], 3, *config["size"])
+            targets = torch.randint(0, 2, (config["batch_size"], *config["size"]))
+    else:
+        return None
+    with FlopCounterMode(display=False) as counter:
+        output, head = model(inputs)
+        (torch.nn.functional.cross_entropy(output, targets) + head.sum()).backward()
+    return counter.get_total_flops(), len(runs) * config["outer"] * config["inner"]
+
+
+def colab_estimates() -> list[list[str]]:
+    """Per chapter, what `auto` (quick) trains in Colab and an estimate of its time there."""
+    from .profiles import COLAB, PROFILES, profile_config
+
+    rows = []
+    for notebook in PROFILES:
+        config = {**profile_config(notebook, "quick")[1], **COLAB.get(notebook, {})}
+        counted = training_flops(notebook, config)
+        if counted is None:
+            rows.append([notebook, "CPU work (no training on the GPU)", "as on any 2-core CPU"])
+            continue
+        flops, steps = counted
+        seconds = flops * steps / ASSUMED_FLOPS_PER_S + steps * ASSUMED_STEP_FLOOR_S
+        rows.append([notebook, f"{steps:,} steps of {flops / 1e9:,.2f} GFLOP",
+                     f"about {seconds:.0f} s of training (an estimate)"])
+    return rows

@@ -19,6 +19,7 @@ VERDICTS = ("holds", "partly", "does not hold", "not testable here")
 START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 COSTS_START, COSTS_END = "<!-- costs:start -->", "<!-- costs:end -->"
 SETTINGS_START, SETTINGS_END = "<!-- settings:start -->", "<!-- settings:end -->"
+COLAB_START, COLAB_END = "<!-- colab:start -->", "<!-- colab:end -->"
 COLUMNS = ("claim", "paper", "measured", "setting", "verdict")
 # the verdict at a glance: a sphinx-design badge colour on the book's page, a mark in the README
 BADGES = {"holds": "success", "partly": "warning", "does not hold": "danger",
@@ -139,6 +140,15 @@ def costs_table(figures: Path, links: str = "book/") -> str:
                   "commit, date"], rows)
 
 
+def colab_table() -> str:
+    """What each chapter trains in Colab under `auto` (quick), and an estimate of how long
+    (f1lib.colab.colab_estimates)."""
+    from .colab import colab_estimates
+
+    rows = [[f"[{name}]({name}.ipynb)", work, time] for name, work, time in colab_estimates()]
+    return table(["chapter", "trained on Colab's GPU", "time there"], rows)
+
+
 def settings_page(figures: Path) -> str:
     """Each chapter's resolved parameters as its last execution ran them (the record with the
     longest notebook time, as in `costs_table`), a section per notebook."""
@@ -175,6 +185,8 @@ def update_tables(readme: Path, intro: Path, figures: Path, claims: Path | None 
     pages = {readme: [(START, END, markdown_table(rows)),
                       (COSTS_START, COSTS_END, costs_table(figures))],
              intro: [(COSTS_START, COSTS_END, costs_table(figures, links=""))]}
+    if COLAB_START in Path(intro).read_text():  # the book's own intro has the Colab table
+        pages[intro].append((COLAB_START, COLAB_END, colab_table()))
     if claims is not None:
         pages[claims] = [(START, END, claims_page(rows))]
     if settings is not None:

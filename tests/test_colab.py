@@ -110,3 +110,18 @@ def test_the_version_is_said_once_and_the_citation_follows_it():
     hits = subprocess.run(["git", "grep", "-l", "-F", f1lib.__version__, "--", "*.py", "*.toml",
                            "*.cfg", "*.yml"], cwd=ROOT, capture_output=True, text=True).stdout
     assert set(hits.split()) - {"tests/test_colab.py"} == {"f1lib/__init__.py"}
+
+
+def test_the_colab_estimate_counts_the_flops_of_a_step_by_hand():
+    """The MNIST network's training step at batch B: forward 2 B (4096 x 500 + 500 x 10 +
+    500 x 1) multiply-adds counted as FLOPs, backward twice that less the input's
+    gradient of the first layer, which nothing needs."""
+    config = {"variants": ["paper"], "betas": [1e-3], "seeds": 2, "successor_baseline": False,
+              "batch_size": 100, "outer": 3, "inner": 10}
+    flops, steps = colab.training_flops("mnist", config)
+    b = 100
+    forward = 2 * b * (4096 * 500 + 500 * 10 + 500 * 1)
+    backward = 2 * forward - 2 * b * 4096 * 500
+    assert flops == forward + backward
+    assert steps == 2 * 2 * 3 * 10  # (baseline, paper) x 2 seeds x 3 x 10
+    assert colab.training_flops("lp_bound", config) is None

@@ -40,8 +40,9 @@ def colab_like(tmp_path_factory):
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *COLAB_PACKAGES], check=True,
-                   timeout=1200)
+    # a current pip, as Colab's (the venv's bundled one may predate its URL requirements)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", "pip>=24",
+                    *COLAB_PACKAGES], check=True, timeout=1200)
     kernels = work / "kernels"
     subprocess.run([str(python), "-m", "ipykernel", "install", "--prefix", str(kernels),
                     "--name", "colab-like"], check=True, capture_output=True)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from f1lib.ledger import (COSTS_END, COSTS_START, END, SETTINGS_END, SETTINGS_START, START,
-                          claim, claims_page, collect, combined_verdict, costs_table,
+from f1lib.ledger import (COLAB_END, COLAB_START, COSTS_END, COSTS_START, END, SETTINGS_END,
+                          SETTINGS_START, START, claim, claims_page, colab_table, collect, combined_verdict, costs_table,
                           improvement_verdict, markdown_table, outcome, settings_page,
                           update_tables)
 
@@ -144,6 +144,9 @@ def test_the_readme_and_the_book_show_what_figures_record():
     section = page.split(START, 1)[1].split(END, 1)[0]
     assert section.strip() == claims_page(rows).strip(), \
         "book/claims.md is stale: run python -m f1lib.ledger"
+    intro = (root / "book" / "intro.md").read_text()
+    assert intro.split(COLAB_START, 1)[1].split(COLAB_END, 1)[0].strip() == \
+        colab_table().strip(), "book/intro.md's Colab table is stale: run python -m f1lib.ledger"
     page = (root / "book" / "settings.md").read_text()
     section = page.split(SETTINGS_START, 1)[1].split(SETTINGS_END, 1)[0]
     assert section.strip() == settings_page(root / "figures").strip(), \

@@ -68,7 +68,7 @@ def test_notebook_runs_alone_in_an_empty_folder(wheel_site, tmp_path, notebook):
 
 def test_the_wheel_and_the_sdist_each_install_and_run_the_readmes_example(tmp_path):
     """`python -m build` gives both; each, installed into a folder of its own, imports as
-    f1lib 0.2.0 with its licence and runs the README's first example."""
+    f1lib at its version, with its licence, and runs the README's first example."""
     import re
     import zipfile
 
