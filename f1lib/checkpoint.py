@@ -39,12 +39,21 @@ def read_checkpoint(path: str | os.PathLike, map_location, mmap: bool = False) -
     f1lib never writes) is refused with a ValueError naming the file."""
     try:
         # str: torch 2.2's mmap takes a file name only
-        return torch.load(str(path), map_location=map_location, weights_only=True, mmap=mmap)
+        state = torch.load(str(path), map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"checkpoint {path} holds more than tensors, numbers and strings, so it was not "
             f"written by f1lib and is not loaded (torch.load refused it: "
             f"{str(error).splitlines()[0]}); delete it to start the run over") from None
+    except (EOFError, OSError, RuntimeError) as error:  # truncated, empty, a folder, not torch's
+        raise ValueError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no data'}): it is damaged or "
+            "not a checkpoint; delete it to start the run over") from None
+    if not isinstance(state, dict) or "runs" not in state:
+        raise ValueError(f"checkpoint {path} is not one that f1lib wrote; delete it to start "
+                         "the run over")
+    return state
 
 
 def checkpoint_elapsed(path: str | os.PathLike) -> float:
@@ -81,9 +90,12 @@ def load_checkpoint(path: Path, run_ids: list[dict], runs: Sequence[nn.Module],
     trained the other way (stacked or side by side)."""
     state = read_checkpoint(path, device)
     if state["runs"] != run_ids:
-        raise ValueError(
-            f"checkpoint {path} belongs to another run ({state['runs']}), not {run_ids}"
-        )
+        saved = state["runs"]
+        differs = sorted({key for old, new in zip(saved, run_ids) for key in {*old, *new}
+                          if old.get(key) != new.get(key)}) if len(saved) == len(run_ids) \
+            else [f"the number of runs ({len(saved)} saved, {len(run_ids)} now)"]
+        raise ValueError(f"checkpoint {path} belongs to another run: its {', '.join(differs)} "
+                         "differ from this one's; delete it, or point checkpoint= elsewhere")
     # the first format held a single optimizer's state, as "optimizer"
     saved_optimizers = state.get("optimizers") or [state["optimizer"]]
     if len(saved_optimizers) != len(optimizers):

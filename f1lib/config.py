@@ -1,12 +1,13 @@
 """Hyperparameter defaults, in one place.
 
-The values marked "seed" are the ones the paper states (Sec. 3.1 of
+The values marked "paper" are the ones the paper states (Sec. 3.1 of
 "F1 Regularization in Computer Vision"); the others belong to the stable
 variant and are documented where they are used (`f1lib.regularizer`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 VARIANTS = ("paper", "stable")
@@ -17,13 +18,13 @@ class F1Hyper:
     """Step sizes and weights of the F1 regularizer.
 
     Attributes:
-        beta: weight of the regularizer in the task loss (seed: 1e-3).
-        eta_tau: SGD step size of the per-positive tau table (seed: 0.01).
-        eta_eps: SGD step size of epsilon (seed: 0.01).
-        eta_w: SGD step size of the LP's hyperplane w (and bias b) (seed: 0.01).
-        eta_mu: dual step of mu, paper variant (seed: 1e-5).
-        eta_lambda: dual step of the lambda table, paper variant (seed: 1e-3).
-        eta_gamma: dual step of the gamma table, paper variant (seed: 1e-3).
+        beta: weight of the regularizer in the task loss (paper: 1e-3).
+        eta_tau: SGD step size of the per-positive tau table (paper: 0.01).
+        eta_eps: SGD step size of epsilon (paper: 0.01).
+        eta_w: SGD step size of the LP's hyperplane w (and bias b) (paper: 0.01).
+        eta_mu: dual step of mu, paper variant (paper: 1e-5).
+        eta_lambda: dual step of the lambda table, paper variant (paper: 1e-3).
+        eta_gamma: dual step of the gamma table, paper variant (paper: 1e-3).
         rho: augmented-Lagrangian penalty, which is also the dual step size, stable
             variant.
         center_momentum: momentum of the running feature mean and variance that
@@ -45,8 +46,8 @@ class F1Hyper:
             value = getattr(self, f.name)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ValueError(f"F1Hyper.{f.name} must be a number, got {value!r}")
-            if not value >= 0:  # also catches NaN
-                raise ValueError(f"F1Hyper.{f.name} must be >= 0, got {value!r}")
+            if not (value >= 0 and math.isfinite(value)):  # also catches NaN
+                raise ValueError(f"F1Hyper.{f.name} must be finite and >= 0, got {value!r}")
         if not self.rho > 0:
             raise ValueError(f"F1Hyper.rho must be > 0, got {self.rho!r}")
         if not self.center_momentum <= 1:
@@ -57,7 +58,7 @@ class F1Hyper:
 
 @dataclass(frozen=True)
 class Schedule:
-    """Algorithm 1's loop sizes and the model's SGD step (seed: 40 x 600, lr 0.01)."""
+    """Algorithm 1's loop sizes and the model's SGD step (paper: 40 x 600, lr 0.01)."""
 
     outer: int = 40
     inner: int = 600
@@ -69,8 +70,9 @@ class Schedule:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Schedule.{name} must be a positive integer, got {value!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr >= 0):
-            raise ValueError(f"Schedule.lr must be a number >= 0, got {self.lr!r}")
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+                and self.lr >= 0 and math.isfinite(self.lr)):
+            raise ValueError(f"Schedule.lr must be a finite number >= 0, got {self.lr!r}")
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -17,6 +17,7 @@ and may override any of its values; papermill passes those overrides.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -170,7 +171,17 @@ def _check_value(notebook: str, key: str, value: Any, default: Any) -> Any:
         raise ValueError(
             f"{notebook}: parameter {key!r} must be {expected.__name__}, got {value!r}"
         )
+    if key == "betas" and not (value and all(
+            type(b) in (int, float) and math.isfinite(b) and b >= 0 for b in value)):
+        raise ValueError(f"{notebook}: parameter 'betas' must be finite numbers >= 0, at least "
+                         f"one, got {value!r}")
+    if key == "size" and not (len(value) == 2 and all(
+            type(side) is int and side >= 32 for side in value)):
+        raise ValueError(f"{notebook}: parameter 'size' must be [height, width], two integers "
+                         f">= 32 (SegNet halves them five times), got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"{notebook}: parameter {key!r} must be finite, got {value!r}")
         low = 1 if key in COUNTS else 0
         if not value >= low:
             raise ValueError(f"{notebook}: parameter {key!r} must be >= {low}, got {value!r}")

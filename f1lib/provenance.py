@@ -8,10 +8,12 @@ quotes and the README's table is made from).
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -59,9 +61,11 @@ def figures_dir(profile: str, cwd: Path | None = None) -> Path:
 def scratch_dir(name: str, profile: str) -> Path:
     """A folder for a notebook's checkpoints and finished runs, so that an
     interrupted run resumes: .cache/<name>-<profile> at the repository root
-    (./.cache outside a checkout); under smoke, a temporary folder."""
+    (./.cache outside a checkout); under smoke, a temporary folder, removed when the
+    process ends, whether the notebook finished or failed (nothing resumes a smoke run)."""
     if profile == "smoke":
         folder = Path(tempfile.mkdtemp(prefix=f"f1lib-{name}-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     else:
         root = repo_root()
         folder = (root if root is not None else Path.cwd()) / ".cache" / f"{name}-{profile}"

@@ -53,7 +53,8 @@ def running_mean_update(module: nn.Module, name: str, value: Tensor, momentum: f
 
 def positive_mask(positive) -> Tensor:
     """The I+ membership of a training set as a non-empty (N,) bool tensor with at least
-    one positive; 0/1 values are accepted, anything else raises ValueError."""
+    one positive and one negative; 0/1 values are accepted, anything else raises
+    ValueError."""
     positive = torch.as_tensor(positive)
     if positive.dim() != 1 or positive.numel() == 0:
         raise ValueError(
@@ -65,6 +66,10 @@ def positive_mask(positive) -> Tensor:
         positive = positive.bool()
     if not positive.any():
         raise ValueError("the F1 regularizer needs at least one positive example")
+    if positive.all():
+        raise ValueError("the F1 regularizer needs at least one negative example: with every "
+                         "example positive, F1 is 1 whatever the scores, and there is nothing "
+                         "to learn")
     return positive
 
 

@@ -7,7 +7,7 @@
 Each notebook runs under papermill with the profile passed as $F1LIB_PROFILE,
 so no injected cell overrides nbval's smoke profile later. `--set` passes a
 parameter to the notebooks whose parameters cell declares it (its value is a
-Python literal); a name that no notebook of the book declares is refused.
+Python literal); a name that no notebook to run declares is refused.
 `--only` names the notebooks to run (their file stems); the others keep their
 stored outputs. `--jobs N` runs N notebooks at once: on a
 GPU machine the CPU-bound ones (lp_bound, sky_histogram) then run beside the
@@ -50,6 +50,9 @@ def parse_setting(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
         raise argparse.ArgumentTypeError(f"--set wants NAME=VALUE, got {text!r}")
+    if name == "profile":  # the notebooks' figures would land where --profile's go
+        raise argparse.ArgumentTypeError("--set profile=...: choose the profile with "
+                                         "--profile (or $F1LIB_PROFILE), not --set")
     try:
         return name, ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -129,9 +132,16 @@ def cells_done(log: Path) -> str:
 
 
 def ignore_stops() -> None:
-    """In a child before it starts: SIGINT and SIGTERM ignored (a disposition it keeps)."""
+    """In a child before it starts: SIGINT and SIGTERM ignored (a disposition it keeps), and,
+    on Linux, SIGKILL when its parent dies, so that a `kill -9` of this process alone does
+    not leave papermill running on to write a notebook that nothing will promote."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def stop_notebooks(processes: list[subprocess.Popen], grace: float) -> None:
@@ -218,20 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     notebooks = sorted(book.glob("*.ipynb"))
     if not notebooks:
         parser.error(f"no notebooks in {book}")
-    declared = {nb: set(papermill.inspect_notebook(str(nb))) for nb in notebooks}
-    # a name that no notebook declares is a typo: it would otherwise be dropped in silence,
-    # and the run would train, for as long as it takes, with the profile's value
-    known = set().union(*declared.values())
-    unknown = sorted({name for name, _ in args.settings} - known)
-    if unknown:
-        parser.error(f"--set: no notebook in {book} has a parameter {', '.join(unknown)}; "
-                     f"their parameters: {', '.join(sorted(known))}")
     if args.only is not None:
         unknown = sorted(set(args.only) - {nb.stem for nb in notebooks})
         if unknown:
             parser.error(f"--only: no notebook {', '.join(unknown)} in {book}; "
                          f"known: {', '.join(nb.stem for nb in notebooks)}")
         notebooks = [nb for nb in notebooks if nb.stem in args.only]
+    declared = {nb: set(papermill.inspect_notebook(str(nb))) for nb in notebooks}
+    # a name that no notebook to run declares is a typo, or meant for a notebook left out:
+    # either way it would be dropped in silence, and the run would train, for as long as it
+    # takes, with the profile's value
+    known = set().union(*declared.values())
+    unknown = sorted({name for name, _ in args.settings} - known)
+    if unknown:
+        parser.error(f"--set: no notebook to run ({', '.join(nb.stem for nb in notebooks)}) "
+                     f"has a parameter {', '.join(unknown)}; their parameters: "
+                     f"{', '.join(sorted(known))}")
     logs = root / ".cache" / "reproduce"
     logs.mkdir(parents=True, exist_ok=True)
     # no progress bars in the kernels: papermill would store every redraw in the book's pages

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+from dataclasses import asdict
 from pathlib import Path
 from time import monotonic  # this module's own name for it: tests move its clock
 from typing import Callable, Sequence
@@ -36,6 +37,7 @@ from torch import Tensor, nn
 
 from .checkpoint import Position, load_checkpoint, save_checkpoint
 from .config import Schedule
+from .fingerprint import tensor_digest
 from .hardware import tf32_matmuls
 from .progress import progress_bar
 from .regularizer import F1Regularizer
@@ -184,6 +186,7 @@ class _Loop:
         self.failed: dict[int, NonFiniteError] = {}
         self.path: Path | None = None
         self.interval = 0.0
+        self._ids: list[dict] | None = None
         # per outer loop: the sums of every run's task loss and Lagrangian
         self.totals = torch.zeros(2, len(runs), device=self.device)
 
@@ -209,7 +212,14 @@ class _Loop:
         self.began = self.saved_at = monotonic()
 
     def run_ids(self) -> list[dict]:
-        return [{"seed": seed, "schedule": self.schedule.as_dict()} for seed in self.seeds]
+        """What a checkpoint must match to resume these runs: each run's seed, schedule,
+        regularizer (variant, hyperparameters, a digest of its positives) and shapes."""
+        if self._ids is None:
+            self._ids = [{"seed": seed, "schedule": self.schedule.as_dict(),
+                          "regularizer": _regularizer_id(run.regularizer),
+                          "shapes": {k: list(v.shape) for k, v in run.state_dict().items()}}
+                         for seed, run in zip(self.seeds, self.runs, strict=True)]
+        return self._ids
 
     def save(self, outer: int, inner: int = 0) -> None:
         """The checkpoint after `outer` whole outer loops and `inner` steps of the next."""
@@ -296,6 +306,13 @@ class _Loop:
             bar.set_postfix({k: f"{row[k]:.4g}" for k in ("task_loss", "f1_bound") if k in row})
 
 
+def _regularizer_id(regularizer: F1Regularizer | None) -> dict | None:
+    if regularizer is None:
+        return None
+    return {"variant": regularizer.variant, "hyper": asdict(regularizer.hyper),
+            "positives": tensor_digest(regularizer.is_positive)}
+
+
 def _to_float(row: dict) -> dict:
     return {k: (float(v) if isinstance(v, Tensor) else v) for k, v in row.items()}
 
@@ -353,25 +370,17 @@ def train(
         seed: fixes the minibatch order.
         task_loss: loss(task_output, targets) of the primary task.
         evaluate: called after each outer loop; its dict joins the history.
-        checkpoint: a file written after outer loops (every one, unless
-            `checkpoint_interval` says otherwise), its folder made at the
-            start if missing; if it exists, the
-            run resumes from it and ends as an uninterrupted run would. It also
-            keeps the seconds spent training so far (`f1lib.checkpoint.checkpoint_elapsed`).
-            While training with one, SIGINT (Ctrl-C, Jupyter's interrupt) and
-            SIGTERM are held until the step in flight ends (`HeldSignals`); the
-            file is then written at that step, and the signal acts as it would
-            have: no step is lost.
-        checkpoint_interval: seconds; when positive, the checkpoint is written
-            only after the outer loops that end at least this long after the
-            last write, and after the last one: on a GPU a write can take as
-            long as an outer loop's steps. A kill (SIGKILL, a lost machine)
-            then loses up to this long and one outer loop of training.
+        checkpoint: a file written after outer loops; if it exists, the run
+            resumes from it and ends as an uninterrupted run would (a checkpoint of
+            another run is refused). While training with one, SIGINT and SIGTERM
+            are held until the step in flight ends (`HeldSignals`), the file is
+            written at that step, and the signal then acts: no step is lost.
+        checkpoint_interval: seconds; when positive, the checkpoint is written only
+            after outer loops that end at least this long after the last write, and
+            after the last one. A kill then loses up to this long and an outer loop.
         progress: draw a progress bar; None: on a terminal or in a notebook, unless
             $F1LIB_PROGRESS says otherwise (`f1lib.progress`). A callable instead
-            gets, in place of a bar, the number of steps done since its last call
-            (every twentieth of an outer loop; a resumed run's earlier steps are
-            not counted).
+            gets the number of steps done since its last call.
         bf16: run the model under bfloat16 autocast (for convolutions on CUDA).
         graph: capture the inner step as a CUDA graph and replay it (CUDA only).
         tf32: on CUDA, float32 matrix products run on TF32 tensor cores while

@@ -17,7 +17,7 @@ from f1lib.metrics import accuracy_by_group
 from f1lib.mnist_study import run_mnist_study, train_batch
 from f1lib.study import Run, run_matrix
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data"
+FULL_MNIST = mnist.default_root()  # $F1LIB_DATA, where the official files may be
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -59,6 +59,26 @@ def test_torchvision_source_reads_raw_files_gzipped_or_not(tmp_path, gz):
     assert digits.source == "torchvision"
 
 
+def test_damaged_or_partial_mnist_files_are_errors_that_name_the_file(tmp_path):
+    root = fake_mnist_root(tmp_path / "truncated")
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz cannot be read"):
+        load_digits("auto", root)
+    root = fake_mnist_root(tmp_path / "not-gzip")
+    (root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte.gz").write_text("plain text")
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte\.gz cannot be read"):
+        load_digits("auto", root)
+    root = fake_mnist_root(tmp_path / "partial")  # three of the four: no quiet fall-back
+    (root / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete: t10k-images-idx3-ubyte missing"):
+        load_digits("auto", root)
+    root = fake_mnist_root(tmp_path / "labels")
+    write_idx(root / "MNIST" / "raw" / "train-labels-idx1-ubyte.gz", np.array([0, 1, 2, 3, 4, 12]))
+    with pytest.raises(ValueError, match="labels must be digits 0-9, found 12"):
+        load_digits("auto", root)
+
+
 def test_a_missing_mnist_says_what_to_download_and_where(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"MNIST/raw.*train-images-idx3-ubyte\.gz"
                                                 r".*download=True"):
@@ -74,9 +94,9 @@ def test_auto_prefers_the_official_files_and_says_when_it_falls_back(tmp_path):
     assert "not under" in fallback.description and "F1LIB_DATA" in fallback.description
 
 
-@pytest.mark.skipif(not (SHARED_MNIST / "MNIST" / "raw").exists(), reason="no full MNIST here")
+@pytest.mark.skipif(not (FULL_MNIST / "MNIST" / "raw").exists(), reason="no full MNIST here")
 def test_the_full_mnist_has_its_published_counts():
-    digits = load_torchvision_mnist(SHARED_MNIST)
+    digits = load_torchvision_mnist(FULL_MNIST)
     assert len(digits.train_labels) == 60_000 and len(digits.test_labels) == 10_000
     # the class counts published with MNIST (LeCun et al.)
     assert torch.bincount(digits.train_labels).tolist() == [

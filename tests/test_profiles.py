@@ -44,6 +44,15 @@ def test_bad_profiles_and_values_raise(monkeypatch):
         profile_config("sky_segmentation", "smoke", side_by_side=-1)
     with pytest.raises(ValueError, match="no profiles"):
         profile_config("nonexistent", "smoke")
+    for size in ([32], [16, 16], [64, 96.0], [64, 96, 3]):  # one side, too small, not ints
+        with pytest.raises(ValueError, match=r"'size' must be \[height, width\]"):
+            profile_config("sky_histogram", "smoke", size=size)
+    assert profile_config("sky_histogram", "smoke", size=[32, 48])[1]["size"] == [32, 48]
+    for betas in ([-1e-3], [float("inf")], [], ["0.1"]):  # refused before any run trains
+        with pytest.raises(ValueError, match="'betas' must be finite numbers >= 0"):
+            profile_config("mnist", "smoke", betas=betas)
+    with pytest.raises(ValueError, match="'lr' must be finite"):
+        profile_config("mnist", "smoke", lr=float("inf"))
 
 
 def test_the_mnist_paper_profile_is_the_seeds_schedule_and_sweep():

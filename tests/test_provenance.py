@@ -207,3 +207,18 @@ def test_the_record_names_the_commit_that_f1lib_git_commit_names(tmp_path, monke
     monkeypatch.setenv("F1LIB_GIT_COMMIT", "f" * 40)  # a commit this repository lacks
     assert git_state() == {"commit": "f" * 40, "library_modified": None,
                            "commit_from": "F1LIB_GIT_COMMIT"}
+
+
+def test_a_smoke_runs_scratch_folder_goes_when_its_process_ends_even_after_a_failure(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from f1lib.provenance import scratch_dir; "
+            "folder = scratch_dir('nb', 'smoke'); print(folder, flush=True); "
+            "(folder / 'run.ckpt').write_text('x'); sys.exit('the notebook failed')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 1 and "the notebook failed" in done.stderr
+    folder = done.stdout.strip()
+    assert folder.startswith(str(tmp_path)) and not os.path.exists(folder)

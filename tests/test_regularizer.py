@@ -218,6 +218,13 @@ def test_bad_input_raises_value_error():
         F1Hyper(beta=-1e-3)
     with pytest.raises(ValueError, match="at least one positive"):
         F1Regularizer(torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one negative"):
+        F1Regularizer(torch.ones(4, dtype=torch.bool))
+    for bad in (float("inf"), float("nan"), -1e-3):
+        with pytest.raises(ValueError, match="F1Hyper.beta must be finite and >= 0"):
+            F1Hyper(beta=bad)
+        with pytest.raises(ValueError, match="Schedule.lr must be a finite number >= 0"):
+            Schedule(lr=bad)
     reg = F1Regularizer(POSITIVE)
     with pytest.raises(ValueError, match="absent from the regularizer's index table"):
         reg(torch.tensor(H), torch.tensor([True, True, False, True]), INDEX)  # idx 1 is negative

@@ -85,6 +85,9 @@ def test_settings_are_python_literals():
     for bad in ("cuda_graph", "1x=2", "name=not a literal"):
         with pytest.raises(Exception, match="--set"):
             parse_setting(bad)
+    # the profile is --profile's alone: a --set one would run one profile and watch another
+    with pytest.raises(Exception, match="choose the profile with --profile"):
+        parse_setting('profile="quick"')
 
 
 def test_make_reproduce_passes_each_word_of_SET_as_a_setting():
@@ -114,9 +117,13 @@ def test_a_setting_that_no_notebook_declares_is_refused_before_any_notebook_runs
     err = capsys.readouterr().err
     assert refused.value.code == 2 and "parameter sedes" in err and "n, seeds" in err, err
     assert not (book / "a.ran").exists() and not (book / "b.ran").exists()
-    # declared by a notebook that --only leaves out: still a name of the book, not refused
-    assert main(["--profile", "smoke", "--book", str(book), "--set", "seeds=3",
-                 "--only", "b"]) == 0
+    # declared only by a notebook that --only leaves out: it would be dropped, so refused too
+    with pytest.raises(SystemExit) as refused:
+        main(["--profile", "smoke", "--book", str(book), "--set", "seeds=3", "--only", "b"])
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "no notebook to run (b) has a parameter seeds" in err
+    assert not (book / "b.ran").exists()
+    assert main(["--profile", "smoke", "--book", str(book), "--set", "n=3", "--only", "b"]) == 0
     assert (book / "b.ran").exists() and not (book / "a.ran").exists()
 
 
@@ -232,7 +239,8 @@ def gone(pid: int) -> bool:
         return True
 
 
-def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> None:
+def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM,
+                     group: bool = True) -> None:
     """Run the book, send `signum` to python -m f1lib.reproduce's process group, as `timeout`
     does, once book/marker holds the kernel's pid, and check that the run stops with the
     notebook unfinished, the book's copy untouched and its kernel gone."""
@@ -246,9 +254,10 @@ def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> N
         assert time.monotonic() < deadline and reproduce.poll() is None
         time.sleep(0.2)
     kernel = int((book / marker).read_text())
-    os.killpg(reproduce.pid, signum)
+    (os.killpg if group else os.kill)(reproduce.pid, signum)
     out, err = reproduce.communicate(timeout=60)
-    if signum == signal.SIGKILL:  # nothing is said, and papermill goes with the group
+    if signum == signal.SIGKILL:  # nothing is said; papermill goes with the group, or after
+        # its parent alone (PR_SET_PDEATHSIG)
         assert reproduce.returncode == -signal.SIGKILL
     else:
         assert reproduce.returncode == 128 + signum and "Traceback" not in err, err
@@ -260,13 +269,14 @@ def stop_when_marked(book: Path, marker: str, signum: int = signal.SIGTERM) -> N
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
-                         ids=["SIGTERM", "SIGINT (Ctrl-C)", "SIGKILL"])
-def test_a_stop_ends_the_running_notebooks_and_their_kernels(tmp_path, signum):
+@pytest.mark.parametrize("signum, group", [(signal.SIGTERM, True), (signal.SIGINT, True),
+                                           (signal.SIGKILL, True), (signal.SIGKILL, False)],
+                         ids=["SIGTERM", "SIGINT (Ctrl-C)", "SIGKILL", "kill -9 of it alone"])
+def test_a_stop_ends_the_running_notebooks_and_their_kernels(tmp_path, signum, group):
     book = make_book(tmp_path)
     nbformat.write(notebook("n = 1", "import os, time\nopen('pid', 'w').write(str(os.getpid()))"
                             "\ntime.sleep(120)"), book / "a.ipynb")
-    stop_when_marked(book, "pid", signum)
+    stop_when_marked(book, "pid", signum, group)
 
 
 def test_sigterm_lets_a_training_notebook_write_its_checkpoint_at_the_step_it_stops(tmp_path):

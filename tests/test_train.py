@@ -354,3 +354,52 @@ def test_a_checkpoint_holding_a_pickled_object_is_refused_and_runs_no_code(tmp_p
         else:
             checkpoint_elapsed(ckpt)
     assert UNPICKLED == []
+
+
+@pytest.mark.parametrize("change, named", [
+    ("beta", "regularizer"), ("variant", "regularizer"), ("positives", "regularizer"),
+    ("model", "shapes"), ("seed", "seed"), ("schedule", "schedule")])
+def test_a_checkpoint_of_another_run_is_refused_with_what_differs(tmp_path, change, named):
+    schedule = Schedule(outer=2, inner=3, batch_size=16)
+    model, reg, data = fresh()
+    ckpt = tmp_path / "run.ckpt"
+    train(model, data, reg, schedule=schedule, checkpoint=ckpt, progress=False)
+    model, reg, data = fresh()
+    seed = 0
+    if change == "beta":
+        reg = F1Regularizer(data.positive, hyper=F1Hyper(beta=0.2))
+    elif change == "variant":
+        reg = F1Regularizer(data.positive, variant="paper", hyper=F1Hyper(beta=0.1))
+    elif change == "positives":  # as many positives, other examples
+        flipped = data.positive.flip(0)
+        assert flipped.sum() == data.positive.sum() and not torch.equal(flipped, data.positive)
+        data = TensorData(data.inputs, data.targets, flipped)
+        reg = F1Regularizer(flipped, hyper=F1Hyper(beta=0.1))
+    elif change == "model":
+        model.task = nn.Linear(model.task.in_features, 3)
+    elif change == "seed":
+        seed = 1
+    else:
+        schedule = Schedule(outer=2, inner=3, batch_size=8)
+    with pytest.raises(ValueError, match=rf"{ckpt} belongs to another run: its .*{named}"):
+        train(model, data, reg, schedule=schedule, seed=seed, checkpoint=ckpt, progress=False)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "a folder", "text"])
+def test_a_damaged_checkpoint_names_its_path_and_the_remedy(tmp_path, damage):
+    schedule = Schedule(outer=2, inner=3, batch_size=16)
+    model, reg, data = fresh()
+    ckpt = tmp_path / "run.ckpt"
+    train(model, data, reg, schedule=schedule, checkpoint=ckpt, progress=False)
+    if damage == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    elif damage == "empty":
+        ckpt.write_bytes(b"")
+    elif damage == "a folder":
+        ckpt.unlink()
+        ckpt.mkdir()
+    else:
+        ckpt.write_text("not a checkpoint\n")
+    model, reg, data = fresh()
+    with pytest.raises(ValueError, match=rf"checkpoint {ckpt} .*delete it to start the run over"):
+        train(model, data, reg, schedule=schedule, checkpoint=ckpt, progress=False)

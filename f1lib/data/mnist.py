@@ -68,8 +68,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """An IDX file (MNIST's format), gzipped or not, as a numpy array."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError, gzip.BadGzipFile) as error:  # truncated, not gzip, a folder
+        raise ValueError(f"{path} cannot be read as an IDX file ({type(error).__name__}: "
+                         f"{error}); download it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file")
     ndim = raw[3]
@@ -88,9 +92,15 @@ def _find(raw: Path, name: str) -> Path | None:
 
 
 def _mnist_files(root: Path) -> dict[str, Path] | None:
+    """The four official files under root/MNIST/raw, or None when none is there; some of
+    them alone are an error, not a reason to fall back to other digits."""
     raw = root / "MNIST" / "raw"
     found = {name: _find(raw, name) for pair in MNIST_FILES.values() for name in pair}
-    return None if any(p is None for p in found.values()) else found
+    missing = [name for name, path in found.items() if path is None]
+    if missing and len(missing) < len(found):
+        raise FileNotFoundError(f"MNIST under {raw} is incomplete: {', '.join(missing)} "
+                                "missing (gzipped or not); add them, or remove the others")
+    return None if missing else found
 
 
 def load_torchvision_mnist(root: str | os.PathLike | None = None,
@@ -117,6 +127,8 @@ def load_torchvision_mnist(root: str | os.PathLike | None = None,
         x, y = read_idx(files[images]), read_idx(files[labels])
         if x.shape[1:] != (DIGIT, DIGIT) or y.shape != (x.shape[0],):
             raise ValueError(f"MNIST {split}: images {x.shape} and labels {y.shape} do not match")
+        if y.size and y.max() > 9:
+            raise ValueError(f"{files[labels]}: labels must be digits 0-9, found {int(y.max())}")
         arrays[split] = (torch.from_numpy(x.copy()), torch.from_numpy(y.astype(np.int64)))
     (xtr, ytr), (xte, yte) = arrays["train"], arrays["test"]
     return Digits(xtr, ytr, xte, yte, "torchvision",
