@@ -20,12 +20,18 @@ SUCCESSOR_BASELINE = "baseline, lr x 0.1"
 LP_REACHED = 0.99  # Algorithm 1 solves the LP where it ends within 1% of the exact optimum
 
 
+def eps_zero_runs(last: pd.DataFrame) -> pd.Series:
+    """Per variant, how many runs ended with eps at 0 (where the scorer is undefined), from
+    each run's `last` row."""
+    return last.groupby("variant")["eps"].apply(lambda eps: int((eps <= 0).sum()))
+
+
 def lp_claims(summary: pd.DataFrame, last: pd.DataFrame, setting: str) -> list[dict]:
     """The claim that Algorithm 1 solves the F1-bound LP, from the lp_bound chapter's
     per-problem `summary` (each variant's `gap`: its bound over the LP's) and each run's
     `last` row (its final eps). Judged on the paper variant: Algorithm 1 as stated."""
     gaps = {v: summary[summary.variant == v]["gap"] for v in summary["variant"].unique()}
-    eps_zero = last.groupby("variant")["eps"].apply(lambda eps: int((eps <= 0).sum()))
+    eps_zero = eps_zero_runs(last)
     verdict = combined_verdict(["holds" if gap >= LP_REACHED else "does not hold"
                                 for gap in gaps["paper"]]) if "paper" in gaps \
         else "not testable here"
@@ -88,7 +94,7 @@ def mnist_text(summary: pd.DataFrame, paired: pd.DataFrame, claims: list[dict], 
 def lp_text(summary: pd.DataFrame, last: pd.DataFrame) -> str:
     """The lp_bound chapter's results in words (Markdown): how close each variant's learned
     bound comes to its LP's, and why eps collapses when every paper run ends at 0."""
-    eps_zero = last.groupby("variant")["eps"].apply(lambda eps: int((eps <= 0).sum()))
+    eps_zero = eps_zero_runs(last)
     lines = []
     for v in summary["variant"].unique():
         gap = summary[summary.variant == v]["gap"]

@@ -1,7 +1,8 @@
 """A Sphinx extension for this book: what depends on where it is published.
 
 - The repository's address (`repository.url` in _config.yml), when set, gives every page
-  the repository button and every notebook page a Colab launch button; empty, neither
+  the repository button (beside the theme's download button) and every notebook page a
+  Colab launch button; empty, neither
   (Jupyter Book refuses repository buttons without an address).
 - MathJax comes from the copy that `make html` vendors into book/_vendor/mathjax, so that
   the book works offline; where that copy is absent (`jupyter-book build book/` on a fresh
@@ -19,7 +20,6 @@ def publish(app, config):
     theme = config.html_theme_options
     if theme.get("repository_url"):
         theme["use_repository_button"] = True
-        theme["use_download_button"] = True
         theme.setdefault("launch_buttons", {})["colab_url"] = COLAB
     if not (Path(app.srcdir) / VENDORED).is_file():
         config.mathjax_path = MATHJAX_CDN
